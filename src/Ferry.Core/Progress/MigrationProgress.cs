@@ -1,0 +1,20 @@
+namespace Ferry.Core.Progress;
+
+/// <summary>A snapshot of a running migration, polled by the CLI and the agent API.</summary>
+public sealed record MigrationProgress
+{
+    public string Phase { get; init; } = "setup";
+    public int Round { get; init; }
+    public long RoundPages { get; init; }
+    public long RoundPagesSent { get; init; }
+
+    /// <summary>Distinct guest pages sent at least once ÷ guest pages.</summary>
+    public double RamSentFraction { get; init; }
+    public long WireBytes { get; init; }
+    public double DirtyPagesPerSecond { get; init; }
+    public double ThroughputBytesPerSecond { get; init; }
+
+    /// <summary>Estimated seconds to completion; never increases between snapshots (null = unknown).</summary>
+    public double? EtaSeconds { get; init; }
+    public double ElapsedSeconds { get; init; }
+}

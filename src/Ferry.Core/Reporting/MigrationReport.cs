@@ -1,0 +1,150 @@
+namespace Ferry.Core.Reporting;
+
+/// <summary>
+/// The machine-readable record of one migration (schema in docs/report.md). Times are in
+/// milliseconds, rates in bytes or pages per second, sizes in bytes.
+/// </summary>
+public sealed record MigrationReport
+{
+    public const string CurrentSchema = "ferry.report/1";
+
+    public string Schema { get; init; } = CurrentSchema;
+    public string MigrationId { get; init; } = "";
+    public string Technique { get; init; } = "";
+    public string Outcome { get; init; } = "";
+    public string? Error { get; init; }
+    public string? StopReason { get; init; }
+    public DateTimeOffset StartedAt { get; init; }
+    public HostInfo Source { get; init; } = new();
+    public HostInfo Destination { get; init; } = new();
+    public VmInfo Vm { get; init; } = new();
+    public DirtyLogInfo DirtyLog { get; init; } = new();
+    public SettingsInfo Settings { get; init; } = new();
+    public TimingMetrics Timing { get; init; } = new();
+    public PageMetrics Pages { get; init; } = new();
+    public DegradationMetrics Degradation { get; init; } = new();
+    public VerificationInfo Verification { get; init; } = new();
+    public IReadOnlyList<RoundRecord> Rounds { get; init; } = [];
+}
+
+public sealed record HostInfo
+{
+    public string HostName { get; init; } = "";
+    public string Endpoint { get; init; } = "";
+    public string Os { get; init; } = "";
+    public int ProcessorCount { get; init; }
+}
+
+public sealed record VmInfo
+{
+    public string Id { get; init; } = "";
+    public string Name { get; init; } = "";
+    public long MemoryBytes { get; init; }
+    public int Vcpus { get; init; }
+    public string Workload { get; init; } = "";
+}
+
+public sealed record DirtyLogInfo
+{
+    public string Backend { get; init; } = "";
+    public string Reason { get; init; } = "";
+}
+
+public sealed record SettingsInfo
+{
+    public long MaxBandwidthBytesPerSecond { get; init; }
+    public double? DowntimeLimitMs { get; init; }
+    public int? MaxRounds { get; init; }
+    public long? DirtyPageThreshold { get; init; }
+    public double? MaxRamMultiple { get; init; }
+    public double? TimeoutMs { get; init; }
+}
+
+public sealed record TimingMetrics
+{
+    /// <summary>Migration start → VM paused at the source (all live rounds).</summary>
+    public double PreparationMs { get; init; }
+
+    /// <summary>VM paused at the source → VM running at the destination (as the source sees the ack).</summary>
+    public double DowntimeMs { get; init; }
+
+    public DowntimeParts DowntimeParts { get; init; } = new();
+
+    /// <summary>VM running at the destination → no dependency on the source (0 for pre-copy).</summary>
+    public double ResumeMs { get; init; }
+
+    /// <summary>Start → end of all dependency on the source.</summary>
+    public double TotalMs { get; init; }
+}
+
+public sealed record DowntimeParts
+{
+    /// <summary>Pause → last dirty page written to the link.</summary>
+    public double FinalPagesMs { get; init; }
+
+    /// <summary>vCPU and device state frames.</summary>
+    public double StateMs { get; init; }
+
+    /// <summary>Switchover frame sent → resume acknowledged (digest check, commit, resume at the destination).</summary>
+    public double SwitchoverMs { get; init; }
+
+    /// <summary>Part of the switchover measured at the destination: switchover received → VM running.</summary>
+    public double DestinationResumeMs { get; init; }
+}
+
+public sealed record PageMetrics
+{
+    public long GuestPages { get; init; }
+    public long Sent { get; init; }
+    public long Unique { get; init; }
+    public long Resent { get; init; }
+    public long ZeroSent { get; init; }
+    public long NeverWrittenSkipped { get; init; }
+    public long WireBytes { get; init; }
+    public long RawBytes { get; init; }
+}
+
+public sealed record DegradationMetrics
+{
+    public double BaselineWindowMs { get; init; }
+    public double BaselineOpsPerSecond { get; init; }
+    public double DuringOpsPerSecond { get; init; }
+
+    /// <summary>1 − during/baseline, in percent (0 when there is no baseline).</summary>
+    public double DegradationPercent { get; init; }
+}
+
+public sealed record VerificationInfo
+{
+    public string SourceDigest { get; init; } = "";
+    public string DestinationDigest { get; init; } = "";
+    public bool DigestsMatch { get; init; }
+
+    /// <summary>Time spent hashing pages at the source, off the critical path (during sends).</summary>
+    public double SourceHashMs { get; init; }
+
+    /// <summary>Time spent hashing pages at the destination, as they were installed.</summary>
+    public double DestinationHashMs { get; init; }
+
+    /// <summary>Time inside the downtime spent folding per-page hashes into the digest.</summary>
+    public double DigestInDowntimeMs { get; init; }
+
+    /// <summary>After switchover the paused source copy is rehashed page by page and compared with what was sent.</summary>
+    public bool? SourceRehashMatches { get; init; }
+
+    public double SourceRehashMs { get; init; }
+}
+
+public sealed record RoundRecord
+{
+    public int Round { get; init; }
+    public string Kind { get; init; } = "live";
+    public long PagesSent { get; init; }
+    public long PagesDirtied { get; init; }
+    public long WireBytes { get; init; }
+    public double DurationMs { get; init; }
+    public double BandwidthBytesPerSecond { get; init; }
+    public double DirtyPagesPerSecond { get; init; }
+    public string Decision { get; init; } = "";
+    public string Reason { get; init; } = "";
+}

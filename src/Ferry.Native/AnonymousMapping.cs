@@ -1,0 +1,114 @@
+using System.Runtime.InteropServices;
+using Ferry.Native.Interop;
+
+namespace Ferry.Native;
+
+/// <summary>
+/// A private anonymous mapping: address space reserved at once, physical pages only on first
+/// touch (MAP_NORESERVE), so a 16 GiB guest costs nothing until written. Off Linux it falls back
+/// to a zeroed native allocation, which the allocator also backs lazily for large sizes.
+/// </summary>
+public sealed unsafe class AnonymousMapping : IDisposable
+{
+    private static long s_mappedBytes;
+    private byte* _base;
+    private readonly bool _mmapped;
+
+    public AnonymousMapping(long length)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        Length = length;
+        if (OperatingSystem.IsLinux())
+        {
+            void* p = Libc.mmap(null, (nuint)length, Libc.PROT_READ | Libc.PROT_WRITE,
+                Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE, -1, 0);
+            if (p == Libc.MAP_FAILED)
+            {
+                throw new NativeCallException("mmap", Marshal.GetLastPInvokeError());
+            }
+            _base = (byte*)p;
+            _mmapped = true;
+        }
+        else
+        {
+            _base = (byte*)NativeMemory.AllocZeroed((nuint)length);
+        }
+        Interlocked.Add(ref s_mappedBytes, length);
+    }
+
+    /// <summary>Bytes currently mapped by all live mappings of this process.</summary>
+    public static long TotalMappedBytes => Interlocked.Read(ref s_mappedBytes);
+
+    public long Length { get; }
+
+    public bool IsKernelMapping => _mmapped;
+
+    public byte* Pointer
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_base == null, this);
+            return _base;
+        }
+    }
+
+    /// <summary>Drops the physical pages of a range; they read back as zeros.</summary>
+    public void Discard(long offset, long length)
+    {
+        if (offset < 0 || length < 0 || offset + length > Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset));
+        }
+        if (_mmapped)
+        {
+            if (Libc.madvise(_base + offset, (nuint)length, Libc.MADV_DONTNEED) != 0)
+            {
+                throw new NativeCallException("madvise(MADV_DONTNEED)", Marshal.GetLastPInvokeError());
+            }
+        }
+        else
+        {
+            NativeMemory.Clear(_base + offset, (nuint)length);
+        }
+    }
+
+    public void Dispose()
+    {
+        int errno = Release();
+        GC.SuppressFinalize(this);
+        if (errno != 0)
+        {
+            throw new NativeCallException("munmap", errno);
+        }
+    }
+
+    ~AnonymousMapping()
+    {
+        // A finalizer must not throw; a failed munmap here only leaks address space.
+        Release();
+    }
+
+    private int Release()
+    {
+        byte* p = _base;
+        if (p == null)
+        {
+            return 0;
+        }
+        _base = null;
+        if (_mmapped)
+        {
+            // Account only after the kernel released the range, so the counter never under-reports.
+            if (Libc.munmap(p, (nuint)Length) != 0)
+            {
+                return Marshal.GetLastPInvokeError();
+            }
+        }
+        else
+        {
+            NativeMemory.Free(p);
+        }
+        Interlocked.Add(ref s_mappedBytes, -Length);
+        return 0;
+    }
+}

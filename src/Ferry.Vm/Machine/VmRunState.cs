@@ -1,0 +1,3 @@
+namespace Ferry.Vm.Machine;
+
+public enum VmRunState { Created, Running, Paused, Stopped }
