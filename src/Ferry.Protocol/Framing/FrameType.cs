@@ -1,0 +1,17 @@
+namespace Ferry.Protocol.Framing;
+
+/// <summary>Frame types of protocol v1 (docs/protocol.md). Values are wire constants: never renumber.</summary>
+public enum FrameType : byte
+{
+    Offer = 1,
+    OfferAccepted = 2,
+    PageBatch = 3,
+    RoundEnd = 4,
+    VcpuState = 5,
+    DeviceState = 6,
+    Switchover = 7,
+    SwitchoverReady = 8,
+    Commit = 9,
+    Resumed = 10,
+    Abort = 11,
+}

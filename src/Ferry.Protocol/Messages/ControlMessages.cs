@@ -1,0 +1,84 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Ferry.Protocol.Messages;
+
+/// <summary>Source → destination, first frame: the VM to receive and how it will come.</summary>
+public sealed record Offer
+{
+    public string MigrationId { get; init; } = "";
+    public string VmId { get; init; } = "";
+    public string VmName { get; init; } = "";
+    public long MemoryBytes { get; init; }
+    public int Vcpus { get; init; }
+    public string Workload { get; init; } = "";
+    public long? OpsLimitPerVcpu { get; init; }
+    public string Technique { get; init; } = "";
+    public string SourceHost { get; init; } = "";
+    public int VcpuStateBytes { get; init; }
+}
+
+/// <summary>Destination → source: guest RAM is reserved; send pages.</summary>
+public sealed record OfferAccepted
+{
+    public string DestinationHost { get; init; } = "";
+    public string Os { get; init; } = "";
+    public int ProcessorCount { get; init; }
+}
+
+/// <summary>Device state at switchover: the virtual NIC's address and the throttle in force.</summary>
+public sealed record DeviceState
+{
+    public string NicAddress { get; init; } = "";
+    public int ThrottlePercent { get; init; }
+}
+
+/// <summary>Destination → source after checking the switchover digest.</summary>
+public sealed record SwitchoverReady
+{
+    public bool DigestMatches { get; init; }
+    public string DestinationDigest { get; init; } = "";
+    public double DestinationHashMs { get; init; }
+    public string? Problem { get; init; }
+}
+
+/// <summary>Destination → source: the VM runs at the destination.</summary>
+public sealed record Resumed
+{
+    /// <summary>Switchover frame received → VM running, measured at the destination.</summary>
+    public double ResumeMs { get; init; }
+}
+
+/// <summary>Either side: the migration ends, with the reason.</summary>
+public sealed record Abort
+{
+    public string Reason { get; init; } = "";
+}
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = false)]
+[JsonSerializable(typeof(Offer))]
+[JsonSerializable(typeof(OfferAccepted))]
+[JsonSerializable(typeof(DeviceState))]
+[JsonSerializable(typeof(SwitchoverReady))]
+[JsonSerializable(typeof(Resumed))]
+[JsonSerializable(typeof(Abort))]
+public sealed partial class ControlJson : JsonSerializerContext
+{
+    /// <summary>Serialises a control message as compact UTF-8 JSON (its frame payload).</summary>
+    public static byte[] Encode<T>(T message) =>
+        JsonSerializer.SerializeToUtf8Bytes(message, (System.Text.Json.Serialization.Metadata.JsonTypeInfo<T>)Default.GetTypeInfo(typeof(T))!);
+
+    /// <summary>Parses a control message; malformed JSON is a protocol error, not a crash.</summary>
+    public static T Decode<T>(ReadOnlySpan<byte> payload, string what)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize(payload, (System.Text.Json.Serialization.Metadata.JsonTypeInfo<T>)Default.GetTypeInfo(typeof(T))!)
+                ?? throw new ProtocolException(ProtocolErrorKind.MalformedFrame, $"{what} message is null");
+        }
+        catch (JsonException ex)
+        {
+            throw new ProtocolException(ProtocolErrorKind.MalformedFrame, $"{what} message is not valid JSON: {ex.Message}", ex);
+        }
+    }
+}

@@ -1,0 +1,27 @@
+namespace Ferry.Protocol;
+
+public enum ProtocolErrorKind
+{
+    BadMagic,
+    UnsupportedVersion,
+    AuthenticationFailed,
+    Truncated,
+    ChecksumMismatch,
+    BadSequence,
+    FrameTooLarge,
+    MalformedFrame,
+    UnexpectedFrame,
+    PeerAborted,
+}
+
+/// <summary>The peer sent something Ferry will not accept. The migration ends; nothing from the bad frame is applied.</summary>
+public sealed class ProtocolException : Exception
+{
+    public ProtocolException(ProtocolErrorKind kind, string message, Exception? inner = null)
+        : base(message, inner)
+    {
+        Kind = kind;
+    }
+
+    public ProtocolErrorKind Kind { get; }
+}
