@@ -1,0 +1,25 @@
+namespace Ferry.Engine;
+
+public enum MigrationFailure
+{
+    PeerDisconnected,
+    ProtocolViolation,
+    DigestMismatch,
+    Refused,
+    Aborted,
+    Cancelled,
+    Timeout,
+    Internal,
+}
+
+/// <summary>A migration ended without moving the VM; the message says why in one line.</summary>
+public sealed class MigrationFailedException : Exception
+{
+    public MigrationFailedException(MigrationFailure kind, string message, Exception? inner = null)
+        : base(message, inner)
+    {
+        Kind = kind;
+    }
+
+    public MigrationFailure Kind { get; }
+}

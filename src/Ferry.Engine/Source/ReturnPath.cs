@@ -1,0 +1,92 @@
+using System.Collections.Concurrent;
+using Ferry.Protocol;
+using Ferry.Protocol.Framing;
+
+namespace Ferry.Engine.Source;
+
+/// <summary>
+/// Reads the destination → source direction on its own thread, so a destination that aborts or
+/// vanishes mid-round is noticed at the next batch boundary instead of at switchover.
+/// </summary>
+internal sealed class ReturnPath : IDisposable
+{
+    private readonly FrameReader _reader;
+    private readonly BlockingCollection<(FrameType Type, byte[] Payload)> _frames = new(boundedCapacity: 16);
+    private readonly CancellationTokenSource _failed = new();
+    private readonly Thread _thread;
+    private volatile Exception? _error;
+
+    public ReturnPath(Stream stream)
+    {
+        _reader = new FrameReader(stream);
+        _thread = new Thread(Run) { IsBackground = true, Name = "ferry-return-path" };
+        _thread.Start();
+    }
+
+    /// <summary>Cancelled when the return path fails (disconnect, bad frame, abort).</summary>
+    public CancellationToken Failed => _failed.Token;
+
+    public Exception? Error => _error;
+
+    /// <summary>Takes the next frame, waiting at most <paramref name="timeout"/>.</summary>
+    public (FrameType Type, byte[] Payload) Take(TimeSpan timeout, CancellationToken ct, string waitingFor)
+    {
+        try
+        {
+            if (_frames.TryTake(out var f, (int)Math.Min(int.MaxValue, timeout.TotalMilliseconds), ct))
+            {
+                return f;
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // Completed: the reader stopped; report why below.
+        }
+        if (_error is { } e)
+        {
+            throw Wrap(e, waitingFor);
+        }
+        ct.ThrowIfCancellationRequested();
+        throw new MigrationFailedException(MigrationFailure.Timeout, $"destination sent no {waitingFor} within {timeout.TotalSeconds:0} s");
+    }
+
+    public static MigrationFailedException Wrap(Exception e, string context) => e switch
+    {
+        MigrationFailedException m => m,
+        ProtocolException { Kind: ProtocolErrorKind.Truncated } p => new MigrationFailedException(MigrationFailure.PeerDisconnected, $"destination disconnected ({context}): {p.Message}", p),
+        ProtocolException p => new MigrationFailedException(MigrationFailure.ProtocolViolation, $"destination broke the protocol ({context}): {p.Message}", p),
+        IOException io => new MigrationFailedException(MigrationFailure.PeerDisconnected, $"connection to destination lost ({context}): {io.InnerException?.Message ?? io.Message}", io),
+        ObjectDisposedException od => new MigrationFailedException(MigrationFailure.PeerDisconnected, $"connection to destination closed ({context})", od),
+        _ => new MigrationFailedException(MigrationFailure.Internal, $"{context}: {e.Message}", e),
+    };
+
+    private void Run()
+    {
+        try
+        {
+            while (true)
+            {
+                Frame f = _reader.Read();
+                if (f.Type == FrameType.Abort)
+                {
+                    var abort = Protocol.Messages.ControlJson.Decode<Protocol.Messages.Abort>(f.Payload, "abort");
+                    throw new MigrationFailedException(MigrationFailure.Aborted, $"destination aborted: {abort.Reason}");
+                }
+                _frames.Add((f.Type, f.Payload.ToArray()));
+            }
+        }
+        catch (Exception ex)
+        {
+            _error = ex;
+            _frames.CompleteAdding();
+            _failed.Cancel();
+        }
+    }
+
+    public void Dispose()
+    {
+        // The owner closes the stream first, which ends the reader's blocking read.
+        _thread.Join(TimeSpan.FromSeconds(5));
+        _failed.Dispose();
+    }
+}

@@ -1,0 +1,97 @@
+using System.Diagnostics;
+using Ferry.Core.Migration;
+using Ferry.Core.Paging;
+using Ferry.Core.Reporting;
+using Ferry.Vm.Memory;
+
+namespace Ferry.Engine.Source;
+
+public sealed partial class SourceMigration
+{
+    private MigrationReport BuildReport(RunContext ctx, string outcome, string? error)
+    {
+        long end = ctx.ResumedAt != 0 ? ctx.ResumedAt : Stopwatch.GetTimestamp();
+        bool paused = ctx.PausedAt != 0;
+        bool resumed = ctx.ResumedAt != 0;
+        double totalMs = Ms(_start, end);
+        // Throughput during migration: work done at the source until the pause; the downtime
+        // contributes none. (Pre-copy ends at resume, so the destination adds nothing here.)
+        long opsEnd = ctx.OpsAtPause >= 0 ? ctx.OpsAtPause : (long)_vm.TotalOps;
+        double during = totalMs > 0 ? (opsEnd - ctx.OpsAtStart) / (totalMs / 1000) : 0;
+        double baseline = ctx.Baseline.OpsPerSecond;
+        var pre = _options.PreCopy;
+        return new MigrationReport
+        {
+            MigrationId = _migrationId,
+            Technique = _options.Technique.ToWire(),
+            Outcome = outcome,
+            Error = error,
+            StopReason = ctx.StopReason,
+            StartedAt = ctx.StartedAt,
+            Source = _sourceHost,
+            Destination = ctx.Destination ?? _destinationEndpoint,
+            Vm = new VmInfo
+            {
+                Id = _vm.Id,
+                Name = _vm.Config.Name,
+                MemoryBytes = _memory.SizeBytes,
+                Vcpus = _vm.Config.Vcpus,
+                Workload = _vm.Config.Workload,
+            },
+            DirtyLog = new DirtyLogInfo { Backend = _dirtyLog.Backend, Reason = _dirtyLog.Reason },
+            Settings = new SettingsInfo
+            {
+                MaxBandwidthBytesPerSecond = _options.MaxBandwidthBytesPerSecond,
+                DowntimeLimitMs = pre.DowntimeLimit?.TotalMilliseconds,
+                MaxRounds = pre.MaxRounds,
+                DirtyPageThreshold = pre.DirtyPageThreshold,
+                MaxRamMultiple = pre.MaxRamMultiple,
+                TimeoutMs = pre.Timeout?.TotalMilliseconds,
+            },
+            Timing = new TimingMetrics
+            {
+                PreparationMs = paused ? Ms(_start, ctx.PausedAt) : totalMs,
+                DowntimeMs = paused && resumed ? Ms(ctx.PausedAt, ctx.ResumedAt) : 0,
+                DowntimeParts = new DowntimeParts
+                {
+                    FinalPagesMs = paused && ctx.FinalPagesDone != 0 ? Ms(ctx.PausedAt, ctx.FinalPagesDone) : 0,
+                    StateMs = ctx.StateDone != 0 ? Ms(ctx.FinalPagesDone, ctx.StateDone) : 0,
+                    SwitchoverMs = resumed ? Ms(ctx.StateDone, ctx.ResumedAt) : 0,
+                    DestinationResumeMs = ctx.DestinationResumeMs,
+                },
+                ResumeMs = 0,
+                TotalMs = totalMs,
+            },
+            Pages = new PageMetrics
+            {
+                GuestPages = _memory.PageCount,
+                Sent = _pagesSent,
+                Unique = _uniqueSent,
+                Resent = _pagesSent - _uniqueSent,
+                ZeroSent = _zeroSent,
+                NeverWrittenSkipped = _neverWrittenSkipped,
+                WireBytes = _writer.BytesWritten,
+                RawBytes = _pagesSent * PageSize.Bytes,
+            },
+            Degradation = new DegradationMetrics
+            {
+                BaselineWindowMs = ctx.Baseline.Covered.TotalMilliseconds,
+                BaselineOpsPerSecond = baseline,
+                DuringOpsPerSecond = during,
+                DegradationPercent = baseline > 0 ? Math.Max(0, (1 - during / baseline) * 100) : 0,
+            },
+            Verification = new VerificationInfo
+            {
+                SourceDigest = ctx.SourceDigest == 0 ? "" : MemoryDigest.Format(ctx.SourceDigest),
+                DestinationDigest = ctx.Ready?.DestinationDigest ?? "",
+                DigestsMatch = ctx.Ready?.DigestMatches ?? false,
+                SourceHashMs = _hashTicks * 1000.0 / Stopwatch.Frequency,
+                DestinationHashMs = ctx.Ready?.DestinationHashMs ?? 0,
+                DigestInDowntimeMs = ctx.DigestInDowntimeMs,
+                SourceRehashMatches = ctx.RehashMatches,
+                SourceRehashMs = ctx.RehashMs,
+            },
+            Rounds = _rounds.ToArray(),
+        };
+    }
+}

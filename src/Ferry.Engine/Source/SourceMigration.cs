@@ -1,0 +1,185 @@
+using System.Diagnostics;
+using Ferry.Core.Migration;
+using Ferry.Core.Paging;
+using Ferry.Core.Policy;
+using Ferry.Core.Progress;
+using Ferry.Core.Reporting;
+using Ferry.Core.Tracking;
+using Ferry.Protocol.Framing;
+using Ferry.Protocol.Messages;
+using Ferry.Vm.Cpu;
+using Ferry.Vm.Machine;
+using Ferry.Vm.Memory;
+
+namespace Ferry.Engine.Source;
+
+/// <summary>The result of the source side: the report, and whether the VM now lives at the destination.</summary>
+public sealed record SourceResult(MigrationReport Report, bool VmMoved);
+
+/// <summary>
+/// The source side of one migration over an authenticated stream. Until the commit frame is
+/// written, any failure (destination gone, bad frame, cancel, policy abort) leaves the source VM
+/// running and untouched; after it, the destination owns the VM.
+/// </summary>
+public sealed partial class SourceMigration
+{
+    private readonly string _migrationId;
+    private readonly VirtualMachine _vm;
+    private readonly Stream _stream;
+    private readonly MigrationOptions _options;
+    private readonly IDirtyLog _dirtyLog;
+    private readonly HostInfo _sourceHost;
+    private readonly HostInfo _destinationEndpoint;
+    private readonly IMigrationPolicy _policy;
+    private readonly GuestMemory _memory;
+    private readonly MemoryDigest _digest;
+    private readonly DirtyBitmap _sentEver;
+    private readonly FrameWriter _writer;
+    private readonly List<RoundRecord> _rounds = [];
+    private readonly MonotonicEta _eta = new();
+    private readonly long _start = Stopwatch.GetTimestamp();
+    private Core.Pacing.TokenBucket? _bucket;
+    private volatile MigrationProgress _progress = new();
+    private long _lastProgressAt;
+
+    // Counters (written by the migration thread only).
+    private long _pagesSent;
+    private long _zeroSent;
+    private long _neverWrittenSkipped;
+    private long _hashTicks;
+    private int _round;
+    private long _roundPages;
+    private long _roundSent;
+    private long _roundStart;
+    private long _roundWireStart;
+    private double _lastDirtyRate;
+    private double _lastBandwidth;
+
+    public SourceMigration(
+        string migrationId,
+        VirtualMachine vm,
+        Stream authenticatedStream,
+        MigrationOptions options,
+        IDirtyLog dirtyLog,
+        HostInfo sourceHost,
+        HostInfo destinationEndpoint)
+    {
+        options.Validate();
+        _migrationId = migrationId;
+        _vm = vm;
+        _stream = authenticatedStream;
+        _options = options;
+        _dirtyLog = dirtyLog;
+        _sourceHost = sourceHost;
+        _destinationEndpoint = destinationEndpoint;
+        _policy = new PreCopyPolicy(options.PreCopy);
+        _memory = vm.Memory;
+        _digest = new MemoryDigest(_memory.PageCount);
+        _sentEver = new DirtyBitmap(_memory.PageCount);
+        _writer = new FrameWriter(authenticatedStream);
+    }
+
+    /// <summary>A consistent snapshot for progress displays; safe to read from any thread.</summary>
+    public MigrationProgress Progress => _progress;
+
+    private double Seconds(long from, long to) => (to - from) / (double)Stopwatch.Frequency;
+
+    private double Ms(long from, long to) => Seconds(from, to) * 1000;
+
+    /// <summary>Runs the migration to its end on the calling thread (a dedicated one: it blocks).</summary>
+    public SourceResult Run(CancellationToken cancellationToken)
+    {
+        DateTimeOffset startedAt = DateTimeOffset.UtcNow;
+        var baseline = _vm.OpsRate(_options.BaselineWindow);
+        long opsAtStart = (long)_vm.TotalOps;
+        var ctx = new RunContext { Baseline = baseline, OpsAtStart = opsAtStart, StartedAt = startedAt };
+        using var returnPath = new ReturnPath(_stream);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, returnPath.Failed);
+        try
+        {
+            Migrate(ctx, returnPath, linked.Token);
+            return new SourceResult(BuildReport(ctx, "completed", null), VmMoved: true);
+        }
+        catch (Exception ex)
+        {
+            bool committed = ex is CommittedButUnconfirmedException;
+            MigrationFailedException failure = Classify(ex, returnPath, cancellationToken, committed);
+            if (!committed)
+            {
+                TryTellDestination(failure.Message);
+                RestoreSource();
+            }
+            string outcome = committed ? "unconfirmed" : failure.Kind == MigrationFailure.Cancelled ? "cancelled" : "failed";
+            return new SourceResult(BuildReport(ctx, outcome, failure.Message), VmMoved: false);
+        }
+        finally
+        {
+            _dirtyLog.Stop();
+            // Closing the stream ends the return path's blocking read.
+            _stream.Dispose();
+        }
+    }
+
+    private MigrationFailedException Classify(Exception ex, ReturnPath returnPath, CancellationToken userToken, bool committed)
+    {
+        if (committed)
+        {
+            return new MigrationFailedException(MigrationFailure.PeerDisconnected,
+                $"commit was sent but the destination did not confirm resuming ({ex.Message}); the source VM is kept paused");
+        }
+        if (ex is OperationCanceledException && userToken.IsCancellationRequested)
+        {
+            return new MigrationFailedException(MigrationFailure.Cancelled, "cancelled by request");
+        }
+        // A write failure usually has a clearer cause on the return path (abort reason, EOF).
+        if (returnPath.Error is { } rp && (ex is IOException or OperationCanceledException or ObjectDisposedException))
+        {
+            return ReturnPath.Wrap(rp, "during " + _progress.Phase);
+        }
+        return ReturnPath.Wrap(ex, "during " + _progress.Phase);
+    }
+
+    private void RestoreSource()
+    {
+        if (_vm.State == VmRunState.Paused)
+        {
+            _vm.Resume();
+        }
+    }
+
+    private void TryTellDestination(string reason)
+    {
+        try
+        {
+            if (_writer.Error is null)
+            {
+                _writer.Write(FrameType.Abort, ControlJson.Encode(new Abort { Reason = reason }));
+                _writer.Flush();
+            }
+        }
+        catch (Exception)
+        {
+            // Best effort only: the destination discards everything when the stream ends anyway.
+        }
+    }
+
+    private sealed class RunContext
+    {
+        public (double OpsPerSecond, TimeSpan Covered) Baseline;
+        public long OpsAtStart;
+        public long OpsAtPause = -1;
+        public DateTimeOffset StartedAt;
+        public HostInfo? Destination;
+        public string? StopReason;
+        public long PausedAt;
+        public long FinalPagesDone;
+        public long StateDone;
+        public long ResumedAt;
+        public double DestinationResumeMs;
+        public double DigestInDowntimeMs;
+        public ulong SourceDigest;
+        public SwitchoverReady? Ready;
+        public bool? RehashMatches;
+        public double RehashMs;
+    }
+}

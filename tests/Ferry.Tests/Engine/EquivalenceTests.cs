@@ -1,0 +1,64 @@
+using Ferry.Core.Migration;
+using Ferry.Core.Policy;
+using Ferry.Tests.Support;
+using Ferry.Vm.Machine;
+
+namespace Ferry.Tests.Engine;
+
+/// <summary>
+/// The same program with the same seed, run N operations, ends with the same memory whether or
+/// not it was migrated in the middle (design.md §2).
+/// </summary>
+public sealed class EquivalenceTests
+{
+    private const long OpsPerVcpu = 60_000;
+
+    private static VmConfig Config(string workload) => new()
+    {
+        Id = "eq",
+        MemoryBytes = 64L << 20,
+        Vcpus = 2,
+        Workload = workload,
+        OpsLimitPerVcpu = OpsPerVcpu,
+    };
+
+    private static ulong ReferenceDigest(VmConfig config)
+    {
+        using var vm = VirtualMachine.Create(config);
+        vm.Start();
+        Assert.True(vm.WaitFinished(TimeSpan.FromSeconds(60)), "reference run did not finish");
+        vm.Pause();
+        return vm.Memory.ComputeDigest();
+    }
+
+    [Theory]
+    [InlineData(MigrationTechnique.PreCopy, "memtouch:rate=40000,wss=16MiB,pattern=zipf,seed=7")]
+    [InlineData(MigrationTechnique.PreCopy, "memtouch:rate=40000,wss=32MiB,pattern=uniform,content=random,seed=3")]
+    [InlineData(MigrationTechnique.StopAndCopy, "memtouch:rate=40000,wss=16MiB,pattern=hot-cold,seed=11")]
+    public void Migrated_run_ends_with_the_same_memory_as_an_unmigrated_one(MigrationTechnique technique, string workload)
+    {
+        VmConfig config = Config(workload);
+        ulong expected = ReferenceDigest(config);
+
+        var vm = VirtualMachine.Create(config);
+        vm.Start();
+        // Migrate part-way through: wait until the guest has done some work but not all.
+        SpinWait.SpinUntil(() => vm.TotalOps > 10_000, TimeSpan.FromSeconds(30));
+        var options = new MigrationOptions { Technique = technique, PreCopy = new PreCopyOptions { MaxRounds = 5 } };
+        var outcome = LoopbackMigration.Run(vm, options);
+        Assert.Null(outcome.DestinationError);
+        Assert.Equal("completed", outcome.Source.Report.Outcome);
+        Assert.True(outcome.Source.VmMoved);
+        Assert.True(outcome.Source.Report.Verification.DigestsMatch);
+        Assert.True(outcome.Source.Report.Verification.SourceRehashMatches);
+        long opsAtSwitch = (long)vm.TotalOps;
+        Assert.True(opsAtSwitch < 2 * OpsPerVcpu, $"migration happened after the guest finished ({opsAtSwitch} ops); the test proves nothing");
+        vm.Dispose();
+
+        using VirtualMachine dest = outcome.Destination!;
+        Assert.True(dest.WaitFinished(TimeSpan.FromSeconds(60)), "migrated run did not finish");
+        dest.Pause();
+        Assert.Equal((ulong)(2 * OpsPerVcpu), dest.TotalOps);
+        Assert.Equal(expected, dest.Memory.ComputeDigest());
+    }
+}
