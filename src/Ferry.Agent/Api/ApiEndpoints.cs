@@ -1,0 +1,154 @@
+using Ferry.Agent.Hosting;
+using Ferry.Agent.Migrations;
+using Ferry.Agent.Vms;
+using Ferry.Core.Units;
+using Ferry.Core.Workloads;
+using Ferry.Vm.Machine;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.Agent.Api;
+
+/// <summary>The control API (docs/agent-api.md). Errors are <c>{"error": "..."}</c> with 400/401/404/409.</summary>
+internal static class ApiEndpoints
+{
+    public static void Map(IEndpointRouteBuilder app, string agentId)
+    {
+        var opts = AgentJson.Options;
+        app.MapGet("/v1/info", (AgentEndpoints ep, VmRegistry vms) => Results.Json(new AgentInfo
+        {
+            AgentId = agentId,
+            HostName = Environment.MachineName,
+            Os = System.Runtime.InteropServices.RuntimeInformation.OSDescription,
+            ProcessorCount = Environment.ProcessorCount,
+            ApiEndpoint = ep.Api,
+            MigrationEndpoint = ep.Migration,
+            ProtocolVersion = Protocol.ProtocolVersion.Current,
+            VmCount = vms.Count,
+        }, opts));
+
+        app.MapGet("/v1/vms", (VmRegistry vms) => Results.Json(vms.List().ToArray(), opts));
+
+        app.MapPost("/v1/vms", (CreateVmRequest req, VmRegistry vms, AgentOptions options, ILogger<VmRegistry> logger) =>
+        {
+            VmConfig config;
+            try
+            {
+                config = ToConfig(req, options);
+            }
+            catch (ArgumentException ex)
+            {
+                return Error(400, ex.Message);
+            }
+            if (vms.Contains(config.Id))
+            {
+                return Error(409, $"a VM with id '{config.Id}' already exists");
+            }
+            VirtualMachine vm;
+            try
+            {
+                vm = VirtualMachine.Create(config);
+            }
+            catch (Exception ex) when (ex is Native.NativeCallException or OutOfMemoryException)
+            {
+                return Error(507, $"cannot allocate guest RAM: {ex.Message}");
+            }
+            if (!vms.TryAdd(vm))
+            {
+                vm.Dispose();
+                return Error(409, $"a VM with id '{config.Id}' already exists");
+            }
+            vm.Start();
+            Log.VmCreated(logger, vm.Id, vm.Memory.SizeBytes, config.Vcpus, config.Workload);
+            return Results.Json(vms.View(vm.Id), opts, statusCode: 201);
+        });
+
+        app.MapGet("/v1/vms/{id}", (string id, VmRegistry vms) =>
+            vms.View(id) is { } v ? Results.Json(v, opts) : Error(404, $"no VM '{id}' on this agent"));
+
+        app.MapDelete("/v1/vms/{id}", (string id, VmRegistry vms) => vms.Delete(id) switch
+        {
+            VmRegistry.DeleteResult.Deleted => Results.NoContent(),
+            VmRegistry.DeleteResult.Migrating => Error(409, $"VM '{id}' is being migrated; cancel the migration first"),
+            _ => Error(404, $"no VM '{id}' on this agent"),
+        });
+
+        app.MapPost("/v1/migrations", (StartMigrationRequest req, MigrationManager migrations) =>
+        {
+            try
+            {
+                return Results.Json(migrations.Start(req), opts, statusCode: 202);
+            }
+            catch (KeyNotFoundException ex)
+            {
+                return Error(404, ex.Message);
+            }
+            catch (InvalidOperationException ex)
+            {
+                return Error(409, ex.Message);
+            }
+            catch (ArgumentException ex)
+            {
+                return Error(400, ex.Message);
+            }
+        });
+
+        app.MapGet("/v1/migrations", (MigrationManager m) => Results.Json(m.List().ToArray(), opts));
+
+        app.MapGet("/v1/migrations/{id}", (string id, MigrationManager m) =>
+            m.Get(id) is { } v ? Results.Json(v, opts) : Error(404, $"no migration '{id}' on this agent"));
+
+        app.MapPost("/v1/migrations/{id}/cancel", (string id, MigrationManager m) =>
+            m.Cancel(id) is { } v ? Results.Json(v, opts, statusCode: 202) : Error(404, $"no migration '{id}' on this agent"));
+
+        app.MapGet("/v1/incoming", (MigrationListener l) => Results.Json(l.List().ToArray(), opts));
+    }
+
+    private static IResult Error(int status, string message) => Results.Json(new ErrorBody(message), AgentJson.Options, statusCode: status);
+
+    private static VmConfig ToConfig(CreateVmRequest req, AgentOptions options)
+    {
+        if (!UnitParser.TryParseBytes(req.Memory, out long memory, out string err))
+        {
+            throw new ArgumentException("memory: " + err);
+        }
+        if (memory > options.MaxVmMemoryBytes)
+        {
+            throw new ArgumentException($"memory {UnitParser.FormatBytes(memory)} exceeds this agent's limit of {UnitParser.FormatBytes(options.MaxVmMemoryBytes)}");
+        }
+        if (!WorkloadSpec.TryParse(req.Workload, out var spec, out string werr))
+        {
+            throw new ArgumentException("workload: " + werr);
+        }
+        RamFill fill = req.Fill.ToLowerInvariant() switch
+        {
+            "none" => RamFill.None,
+            "zero" => RamFill.Zero,
+            "text" => RamFill.Text,
+            "random" => RamFill.Random,
+            "mix" => RamFill.Mix,
+            _ => throw new ArgumentException($"fill '{req.Fill}' is not one of: none, zero, text, random, mix"),
+        };
+        var config = new VmConfig
+        {
+            Id = string.IsNullOrWhiteSpace(req.Id) ? "vm-" + Guid.NewGuid().ToString("n")[..8] : req.Id,
+            Name = string.IsNullOrWhiteSpace(req.Name) ? "vm" : req.Name,
+            MemoryBytes = memory,
+            Vcpus = req.Vcpus,
+            Workload = spec.ToString(),
+            Fill = fill,
+            OpsLimitPerVcpu = req.OpsLimitPerVcpu,
+        };
+        try
+        {
+            config.Validate();
+        }
+        catch (ArgumentOutOfRangeException ex)
+        {
+            throw new ArgumentException(ex.Message.Split(" (Parameter")[0]);
+        }
+        return config;
+    }
+}

@@ -1,0 +1,81 @@
+using Ferry.Agent.Api;
+using Ferry.Agent.Migrations;
+using Ferry.Agent.Vms;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.Agent.Hosting;
+
+/// <summary>Builds and runs one host agent: the API on Kestrel, the migration listener, the VM registry.</summary>
+public static class AgentHost
+{
+    public static WebApplication Build(AgentOptions options, Action<ILoggingBuilder>? logging = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss.fff ";
+        });
+        builder.Logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        builder.Logging.SetMinimumLevel(LogLevel.Information);
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        logging?.Invoke(builder.Logging);
+        builder.WebHost.UseKestrel(k => k.Listen(options.ApiEndpoint));
+        builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<AgentEndpoints>();
+        builder.Services.AddSingleton<VmRegistry>();
+        builder.Services.AddSingleton<MigrationManager>();
+        builder.Services.AddSingleton<MigrationListener>();
+        builder.Services.ConfigureHttpJsonOptions(o =>
+        {
+            o.SerializerOptions.PropertyNamingPolicy = AgentJson.Options.PropertyNamingPolicy;
+            foreach (var c in AgentJson.Options.Converters)
+            {
+                o.SerializerOptions.Converters.Add(c);
+            }
+        });
+        var app = builder.Build();
+        app.UseMiddleware<ApiAuthMiddleware>();
+        ApiEndpoints.Map(app, "agent-" + Guid.NewGuid().ToString("n")[..8]);
+        // Malformed JSON bodies become a 400 with one clear line, not an HTML error page.
+        app.Use(async (ctx, next) =>
+        {
+            try
+            {
+                await next(ctx).ConfigureAwait(false);
+            }
+            catch (BadHttpRequestException ex)
+            {
+                ctx.Response.StatusCode = 400;
+                await ctx.Response.WriteAsJsonAsync(new ErrorBody("bad request: " + ex.Message), AgentJson.Options).ConfigureAwait(false);
+            }
+        });
+        return app;
+    }
+
+    /// <summary>Starts the agent; returns once it listens, with the API URL it bound.</summary>
+    public static async Task<string> StartAsync(WebApplication app, CancellationToken ct)
+    {
+        await app.StartAsync(ct).ConfigureAwait(false);
+        var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
+        string api = addresses.First().Replace("[::]", "127.0.0.1", StringComparison.Ordinal);
+        var endpoints = app.Services.GetRequiredService<AgentEndpoints>();
+        endpoints.Api = api;
+        // Resolving the listener binds the migration port.
+        app.Services.GetRequiredService<MigrationListener>();
+        app.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(() =>
+        {
+            app.Services.GetRequiredService<MigrationManager>().Dispose();
+        });
+        return api;
+    }
+}

@@ -1,0 +1,28 @@
+using System.Net;
+using Ferry.Protocol.Handshake;
+
+namespace Ferry.Agent.Hosting;
+
+/// <summary>How an agent runs. Validated by <see cref="Parse"/>; defaults are named constants.</summary>
+public sealed record AgentOptions
+{
+    public const long DefaultMaxVmMemory = 64L << 30;
+
+    public required IPEndPoint ApiEndpoint { get; init; }
+
+    /// <summary>Where migrations arrive; port 0 = any free port (reported by /v1/info).</summary>
+    public required IPEndPoint MigrationEndpoint { get; init; }
+
+    public required ClusterKey Key { get; init; }
+
+    public long MaxVmMemoryBytes { get; init; } = DefaultMaxVmMemory;
+
+    public static IPEndPoint ParseEndpoint(string text, string what)
+    {
+        if (!IPEndPoint.TryParse(text, out var ep) || text.IndexOf(':') < 0)
+        {
+            throw new ArgumentException($"{what} '{text}' is not ADDRESS:PORT (example: 127.0.0.1:7100)");
+        }
+        return ep;
+    }
+}

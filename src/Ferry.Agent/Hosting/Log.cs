@@ -1,0 +1,34 @@
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.Agent.Hosting;
+
+/// <summary>Every message the agent logs, declared once (source-generated, no cost when disabled).</summary>
+internal static partial class Log
+{
+    [LoggerMessage(1, LogLevel.Warning, "Refused API request {Method} {Path} from {Remote}: {Reason}")]
+    public static partial void ApiRefused(ILogger logger, string method, string path, string remote, string reason);
+
+    [LoggerMessage(2, LogLevel.Warning, "Refused migration connection from {Remote}: {Reason}")]
+    public static partial void MigrationRefused(ILogger logger, string remote, string reason);
+
+    [LoggerMessage(3, LogLevel.Information, "Receiving VM {VmId} (migration {MigrationId}) from {Remote}")]
+    public static partial void IncomingStarted(ILogger logger, string vmId, string migrationId, string remote);
+
+    [LoggerMessage(4, LogLevel.Information, "VM {VmId} arrived from {Remote} and runs here")]
+    public static partial void IncomingCompleted(ILogger logger, string vmId, string remote);
+
+    [LoggerMessage(5, LogLevel.Warning, "Incoming migration from {Remote} failed; nothing kept: {Reason}")]
+    public static partial void IncomingFailed(ILogger logger, string remote, string reason);
+
+    [LoggerMessage(6, LogLevel.Information, "Migration {MigrationId} of VM {VmId} to {Target} started")]
+    public static partial void OutgoingStarted(ILogger logger, string migrationId, string vmId, string target);
+
+    [LoggerMessage(7, LogLevel.Information, "Migration {MigrationId} of VM {VmId} ended {Outcome} in {TotalMs:0} ms (downtime {DowntimeMs:0.0} ms)")]
+    public static partial void OutgoingEnded(ILogger logger, string migrationId, string vmId, string outcome, double totalMs, double downtimeMs);
+
+    [LoggerMessage(8, LogLevel.Warning, "Migration {MigrationId} of VM {VmId} failed; the VM keeps running here: {Reason}")]
+    public static partial void OutgoingFailed(ILogger logger, string migrationId, string vmId, string reason);
+
+    [LoggerMessage(9, LogLevel.Information, "VM {VmId} created: {Memory} bytes, {Vcpus} vCPUs, {Workload}")]
+    public static partial void VmCreated(ILogger logger, string vmId, long memory, int vcpus, string workload);
+}

@@ -1,0 +1,181 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using Ferry.Agent.Api;
+using Ferry.Agent.Client;
+using Ferry.Agent.Hosting;
+using Ferry.Agent.Vms;
+using Ferry.Core.Migration;
+using Ferry.Engine;
+using Ferry.Engine.Source;
+using Ferry.Protocol;
+using Ferry.Protocol.Handshake;
+using Ferry.Vm.Machine;
+using Ferry.Vm.Tracking;
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.Agent.Migrations;
+
+/// <summary>
+/// Migrations this agent sends. Each runs on its own thread (the engine blocks on the socket);
+/// the API reads their progress snapshots. Shutdown cancels them, which leaves their VMs here.
+/// </summary>
+public sealed class MigrationManager : IDisposable
+{
+    private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);
+    private readonly ConcurrentDictionary<string, OutgoingMigration> _jobs = new(StringComparer.Ordinal);
+    private readonly VmRegistry _vms;
+    private readonly AgentOptions _options;
+    private readonly ILogger _logger;
+    private readonly Func<string> _selfEndpoint;
+
+    public MigrationManager(VmRegistry vms, AgentOptions options, ILogger<MigrationManager> logger, AgentEndpoints endpoints)
+    {
+        _vms = vms;
+        _options = options;
+        _logger = logger;
+        _selfEndpoint = () => endpoints.Api;
+    }
+
+    /// <summary>Starts a migration. Throws ArgumentException (bad request), KeyNotFoundException (no such VM) or InvalidOperationException (busy).</summary>
+    public MigrationView Start(StartMigrationRequest request)
+    {
+        MigrationOptions options = MigrationRequestParser.Parse(request);
+        if (!Uri.TryCreate(request.Target, UriKind.Absolute, out Uri? target) || target.Scheme is not ("http" or "https"))
+        {
+            throw new ArgumentException($"target '{request.Target}' is not an agent URL (example: http://127.0.0.1:7101)");
+        }
+        if (_vms.Find(request.VmId) is null)
+        {
+            throw new KeyNotFoundException($"no VM '{request.VmId}' on this agent");
+        }
+        if (!_vms.TryBeginMigration(request.VmId, out VirtualMachine? vm) || vm is null)
+        {
+            throw new InvalidOperationException($"VM '{request.VmId}' is already being migrated");
+        }
+        if (vm.State != VmRunState.Running && vm.State != VmRunState.Created)
+        {
+            _vms.EndMigration(request.VmId);
+            throw new InvalidOperationException($"VM '{request.VmId}' is {vm.State.ToString().ToLowerInvariant()}; only a running VM can be migrated");
+        }
+        var job = new OutgoingMigration { Id = "m-" + Guid.NewGuid().ToString("n")[..10], VmId = vm.Id, Target = target.ToString().TrimEnd('/') };
+        _jobs[job.Id] = job;
+        job.Thread = new Thread(() => Run(job, vm, target, options)) { IsBackground = true, Name = "migrate:" + job.Id };
+        job.Thread.Start();
+        Log.OutgoingStarted(_logger, job.Id, vm.Id, job.Target);
+        return job.View();
+    }
+
+    public MigrationView? Get(string id) => _jobs.TryGetValue(id, out var j) ? j.View() : null;
+
+    public IEnumerable<MigrationView> List() => _jobs.Values.Select(j => j.View()).OrderBy(v => v.Id, StringComparer.Ordinal);
+
+    public MigrationView? Cancel(string id)
+    {
+        if (!_jobs.TryGetValue(id, out var job))
+        {
+            return null;
+        }
+        if (!job.IsFinished)
+        {
+            job.Cancel.Cancel();
+        }
+        return job.View();
+    }
+
+    private void Run(OutgoingMigration job, VirtualMachine vm, Uri target, MigrationOptions options)
+    {
+        Stream? stream = null;
+        try
+        {
+            IPEndPoint migrationEndpoint = ResolveMigrationEndpoint(target, job.Cancel.Token);
+            stream = Connect(migrationEndpoint, job.Cancel.Token);
+            MigrationHandshake.RunClient(stream, _options.Key);
+            job.State = "running";
+            using var dirtyLog = new SoftwareDirtyLog(vm.Memory);
+            var session = new SourceMigration(job.Id, vm, stream, options, dirtyLog,
+                HostIdentity.Local(_selfEndpoint()), HostIdentity.Local(job.Target) with { HostName = "", Endpoint = job.Target });
+            job.Session = session;
+            stream = null; // the session owns and closes it
+            SourceResult result = session.Run(job.Cancel.Token);
+            job.Report = result.Report;
+            job.Error = result.Report.Error;
+            if (result.VmMoved)
+            {
+                _vms.RemoveMigrated(vm.Id);
+            }
+            else
+            {
+                _vms.EndMigration(vm.Id, result.Report.Outcome == "unconfirmed"
+                    ? "kept paused: the destination may be running this VM (commit sent, no confirmation)"
+                    : $"last migration {result.Report.Outcome}: {result.Report.Error}");
+            }
+            job.State = result.Report.Outcome;
+            Log.OutgoingEnded(_logger, job.Id, vm.Id, result.Report.Outcome, result.Report.Timing.TotalMs, result.Report.Timing.DowntimeMs);
+            if (!result.VmMoved)
+            {
+                Log.OutgoingFailed(_logger, job.Id, vm.Id, result.Report.Error ?? "");
+            }
+        }
+        catch (Exception ex)
+        {
+            // Failed before the session started: the VM was never touched.
+            stream?.Dispose();
+            job.Error = job.Cancel.IsCancellationRequested ? "cancelled by request" : Describe(ex);
+            job.State = job.Cancel.IsCancellationRequested ? "cancelled" : "failed";
+            _vms.EndMigration(vm.Id, $"last migration {job.State}: {job.Error}");
+            Log.OutgoingFailed(_logger, job.Id, vm.Id, job.Error);
+        }
+    }
+
+    private static string Describe(Exception ex) => ex switch
+    {
+        ProtocolException p => $"handshake with destination failed: {p.Message}",
+        SocketException s => $"cannot connect to destination: {s.Message}",
+        _ => ex.Message,
+    };
+
+    private IPEndPoint ResolveMigrationEndpoint(Uri target, CancellationToken ct)
+    {
+        using var client = new AgentClient(target, _options.Key);
+        AgentInfo info = client.InfoAsync(ct).GetAwaiter().GetResult();
+        if (!IPEndPoint.TryParse(info.MigrationEndpoint, out var ep))
+        {
+            throw new InvalidOperationException($"destination reports an unusable migration endpoint '{info.MigrationEndpoint}'");
+        }
+        return ep;
+    }
+
+    private static Stream Connect(IPEndPoint endpoint, CancellationToken ct)
+    {
+        var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(ConnectTimeout);
+            socket.ConnectAsync(endpoint, timeout.Token).AsTask().GetAwaiter().GetResult();
+            socket.SendBufferSize = 4 << 20;
+            return new NetworkStream(socket, ownsSocket: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var job in _jobs.Values)
+        {
+            if (!job.IsFinished)
+            {
+                job.Cancel.Cancel();
+            }
+        }
+        foreach (var job in _jobs.Values)
+        {
+            job.Thread?.Join(TimeSpan.FromSeconds(10));
+        }
+    }
+}

@@ -1,0 +1,48 @@
+using Ferry.Agent.Api;
+using Ferry.Core.Migration;
+using Ferry.Core.Policy;
+using Ferry.Core.Units;
+
+namespace Ferry.Agent.Migrations;
+
+/// <summary>Turns an API request into validated migration options; bad values become one-line errors.</summary>
+public static class MigrationRequestParser
+{
+    public static MigrationOptions Parse(StartMigrationRequest r)
+    {
+        if (!MigrationTechniqueNames.TryParse(r.Technique ?? "precopy", out var technique))
+        {
+            throw new ArgumentException($"technique '{r.Technique}' is not one of: stop-and-copy, precopy");
+        }
+        long bandwidth = 0;
+        if (!string.IsNullOrWhiteSpace(r.MaxBandwidth) && !UnitParser.TryParseRate(r.MaxBandwidth, out bandwidth, out string e1))
+        {
+            throw new ArgumentException("max bandwidth: " + e1);
+        }
+        var pre = new PreCopyOptions();
+        if (!string.IsNullOrWhiteSpace(r.DowntimeLimit))
+        {
+            pre = pre with { DowntimeLimit = UnitParser.TryParseDuration(r.DowntimeLimit, out var d, out string e2) ? d : throw new ArgumentException("downtime limit: " + e2) };
+        }
+        if (!string.IsNullOrWhiteSpace(r.Timeout))
+        {
+            pre = pre with { Timeout = UnitParser.TryParseDuration(r.Timeout, out var t, out string e3) ? t : throw new ArgumentException("timeout: " + e3) };
+        }
+        pre = pre with
+        {
+            MaxRounds = r.MaxRounds,
+            DirtyPageThreshold = r.DirtyPageThreshold,
+            MaxRamMultiple = r.MaxRamMultiple ?? pre.MaxRamMultiple,
+        };
+        var options = new MigrationOptions { Technique = technique, PreCopy = pre, MaxBandwidthBytesPerSecond = bandwidth };
+        try
+        {
+            options.Validate();
+        }
+        catch (ArgumentOutOfRangeException ex)
+        {
+            throw new ArgumentException(ex.Message.Split(" (Parameter")[0]);
+        }
+        return options;
+    }
+}

@@ -1,0 +1,40 @@
+using Ferry.Agent.Api;
+using Ferry.Core.Progress;
+using Ferry.Core.Reporting;
+using Ferry.Engine.Source;
+
+namespace Ferry.Agent.Migrations;
+
+/// <summary>One migration this agent sends: its state, live progress and, at the end, its report.</summary>
+internal sealed class OutgoingMigration
+{
+    private volatile string _state = "connecting";
+
+    public required string Id { get; init; }
+    public required string VmId { get; init; }
+    public required string Target { get; init; }
+    public CancellationTokenSource Cancel { get; } = new();
+    public SourceMigration? Session { get; set; }
+    public MigrationReport? Report { get; set; }
+    public string? Error { get; set; }
+    public Thread? Thread { get; set; }
+
+    public string State
+    {
+        get => _state;
+        set => _state = value;
+    }
+
+    public bool IsFinished => State is "completed" or "failed" or "cancelled" or "unconfirmed";
+
+    public MigrationView View() => new()
+    {
+        Id = Id,
+        VmId = VmId,
+        Target = Target,
+        State = State,
+        Progress = Session?.Progress ?? new MigrationProgress { Phase = State },
+        Error = Error,
+        Report = Report,
+    };
+}
