@@ -159,6 +159,12 @@ public sealed record WorkloadSpec
     public static WorkloadSpec Parse(string text) =>
         TryParse(text, out var s, out string e) ? s : throw new FormatException(e);
 
+    private static string FormatSize(long bytes) =>
+        bytes % (1L << 30) == 0 ? $"{bytes >> 30}GiB"
+        : bytes % (1L << 20) == 0 ? $"{bytes >> 20}MiB"
+        : bytes % (1L << 10) == 0 ? $"{bytes >> 10}KiB"
+        : bytes.ToString(CultureInfo.InvariantCulture);
+
     private static bool TryFraction(string v, out double x) =>
         double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out x) && x >= 0 && x <= 1;
 
@@ -171,7 +177,7 @@ public sealed record WorkloadSpec
         }
         var sb = new StringBuilder("memtouch:");
         var inv = CultureInfo.InvariantCulture;
-        sb.Append(inv, $"rate={Rate},wss={WorkingSetBytes},pattern=");
+        sb.Append(inv, $"rate={Rate},wss={FormatSize(WorkingSetBytes)},pattern=");
         sb.Append(Pattern switch
         {
             AccessPattern.Uniform => "uniform",

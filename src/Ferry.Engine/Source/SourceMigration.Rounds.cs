@@ -112,12 +112,13 @@ public sealed partial class SourceMigration
         {
             if (!_memory.IsPopulated(p))
             {
+                _skippedNeverWritten++;
                 continue;
             }
             batch.Add(p, ct);
         }
         batch.Finish(ct);
-        _neverWrittenSkipped = _memory.PageCount - _roundSent;
+        _neverWrittenSkipped = _skippedNeverWritten;
         EndRound(round);
     }
 
@@ -301,7 +302,8 @@ public sealed partial class SourceMigration
             Round = _round,
             RoundPages = _roundPages,
             RoundPagesSent = _roundSent,
-            RamSentFraction = _memory.PageCount == 0 ? 0 : (double)Math.Min(_memory.PageCount, _sentEver.PageCount == 0 ? 0 : _uniqueSent) / _memory.PageCount,
+            // Never-written pages count as covered: they are zero at both ends and need no bytes.
+            RamSentFraction = Math.Min(1.0, (double)(_uniqueSent + _skippedNeverWritten) / _memory.PageCount),
             WireBytes = _writer.BytesWritten,
             DirtyPagesPerSecond = _lastDirtyRate,
             ThroughputBytesPerSecond = throughput,
@@ -311,6 +313,7 @@ public sealed partial class SourceMigration
     }
 
     private long _uniqueSent;
+    private long _skippedNeverWritten;
 
     /// <summary>Writes a frame once the bandwidth limit allows it.</summary>
     private void WritePaced(FrameType type, ReadOnlySpan<byte> payload, CancellationToken ct)

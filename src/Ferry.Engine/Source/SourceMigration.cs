@@ -153,6 +153,7 @@ public sealed partial class SourceMigration
         {
             if (_writer.Error is null)
             {
+                _writer.DiscardOpenFrame();
                 _writer.Write(FrameType.Abort, ControlJson.Encode(new Abort { Reason = reason }));
                 _writer.Flush();
             }

@@ -40,6 +40,9 @@ public sealed class FrameWriter
         return _buffer.AsSpan(FrameHeader.Size, FrameHeader.MaxPayload);
     }
 
+    /// <summary>Drops a frame begun but not completed (e.g. when cancelling mid-batch); nothing of it was written.</summary>
+    public void DiscardOpenFrame() => _open = null;
+
     /// <summary>Seals the open frame with its length and checksum and writes it.</summary>
     public void Complete(int payloadLength)
     {

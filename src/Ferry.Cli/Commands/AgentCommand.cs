@@ -1,0 +1,59 @@
+using System.CommandLine;
+using Ferry.Agent.Hosting;
+using Ferry.Core.Units;
+using Ferry.Protocol.Handshake;
+
+namespace Ferry.Cli.Commands;
+
+/// <summary><c>ferry agent --listen 127.0.0.1:7100 --key-file KEY</c>: runs a host agent until interrupted.</summary>
+internal static class AgentCommand
+{
+    /// <summary>The first line an agent prints on stdout; `ferry migrate` reads it to find child agents.</summary>
+    public const string ReadyPrefix = "ferry agent listening on ";
+
+    public static Command Create()
+    {
+        var listen = new Option<string>("--listen") { Description = "API address:port (port 0 = any free port)", Required = true };
+        var keyFile = new Option<string>("--key-file") { Description = "file holding the cluster key (at least 16 characters)", Required = true };
+        var migrationListen = new Option<string?>("--migration-listen") { Description = "address:port for incoming migrations (default: the API address, any free port)" };
+        var maxMemory = new Option<string>("--max-vm-memory") { Description = "largest VM this agent accepts", DefaultValueFactory = _ => "64GiB" };
+        var cmd = new Command("agent", "Run a host agent: runs VMs, accepts migrations, serves the control API") { listen, keyFile, migrationListen, maxMemory };
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var api = AgentOptions.ParseEndpoint(parse.GetValue(listen)!, "--listen");
+            var mig = parse.GetValue(migrationListen) is { } m
+                ? AgentOptions.ParseEndpoint(m, "--migration-listen")
+                : new System.Net.IPEndPoint(api.Address, 0);
+            if (!UnitParser.TryParseBytes(parse.GetValue(maxMemory)!, out long max, out string err))
+            {
+                throw new UsageException("--max-vm-memory: " + err);
+            }
+            ClusterKey key;
+            try
+            {
+                key = ClusterKey.Load(parse.GetValue(keyFile)!);
+            }
+            catch (ArgumentException ex)
+            {
+                throw new UsageException(ex.Message);
+            }
+            var options = new AgentOptions { ApiEndpoint = api, MigrationEndpoint = mig, Key = key, MaxVmMemoryBytes = max };
+            await using var app = AgentHost.Build(options);
+            string url = await AgentHost.StartAsync(app, ct).ConfigureAwait(false);
+            var endpoints = (AgentEndpoints)app.Services.GetService(typeof(AgentEndpoints))!;
+            Console.Out.WriteLine($"{ReadyPrefix}{url} (migrations on {endpoints.Migration})");
+            Console.Out.Flush();
+            try
+            {
+                await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Ctrl+C or SIGTERM: shut down cleanly below.
+            }
+            await app.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            return 0;
+        });
+        return cmd;
+    }
+}

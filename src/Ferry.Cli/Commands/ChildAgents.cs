@@ -1,0 +1,155 @@
+using System.Diagnostics;
+using Ferry.Protocol.Handshake;
+
+namespace Ferry.Cli.Commands;
+
+/// <summary>
+/// Two `ferry agent` child processes on loopback with a fresh cluster key, for `ferry migrate`
+/// with no --from/--to. Their logs go to a file; they are ended (by the ids we started) on dispose.
+/// </summary>
+internal sealed class ChildAgents : IAsyncDisposable
+{
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
+    private readonly List<Process> _processes = [];
+    private readonly string _dir;
+
+    private ChildAgents(string dir)
+    {
+        _dir = dir;
+        KeyFile = Path.Combine(dir, "cluster.key");
+        LogFile = Path.Combine(dir, "agents.log");
+    }
+
+    public string KeyFile { get; }
+
+    public string LogFile { get; }
+
+    /// <summary>Keep the log directory after dispose (set when something failed, so the log can be read).</summary>
+    public bool KeepLog { get; set; }
+
+    public Uri Source { get; private set; } = null!;
+
+    public Uri Destination { get; private set; } = null!;
+
+    public static async Task<ChildAgents> StartAsync(CancellationToken ct)
+    {
+        string dir = Directory.CreateTempSubdirectory("ferry-").FullName;
+        var agents = new ChildAgents(dir);
+        try
+        {
+            await File.WriteAllTextAsync(agents.KeyFile, ClusterKey.Generate(), ct).ConfigureAwait(false);
+            if (!OperatingSystem.IsWindows())
+            {
+                File.SetUnixFileMode(agents.KeyFile, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
+            var a = agents.StartOne("source", ct);
+            var b = agents.StartOne("destination", ct);
+            agents.Source = await a.ConfigureAwait(false);
+            agents.Destination = await b.ConfigureAwait(false);
+            return agents;
+        }
+        catch
+        {
+            await agents.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task<Uri> StartOne(string role, CancellationToken ct)
+    {
+        string exe = Environment.ProcessPath ?? throw new InvalidOperationException("cannot find the ferry executable");
+        var psi = new ProcessStartInfo(exe)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        if (Path.GetFileNameWithoutExtension(exe) == "dotnet")
+        {
+            psi.ArgumentList.Add(typeof(ChildAgents).Assembly.Location);
+        }
+        foreach (string arg in new[] { "agent", "--listen", "127.0.0.1:0", "--key-file", KeyFile })
+        {
+            psi.ArgumentList.Add(arg);
+        }
+        var process = Process.Start(psi) ?? throw new InvalidOperationException("could not start a child agent");
+        lock (_processes)
+        {
+            _processes.Add(process);
+        }
+        var log = new StreamWriter(new FileStream(LogFile, FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                lock (log)
+                {
+                    log.WriteLine($"[{role}] {e.Data}");
+                }
+            }
+        };
+        process.BeginErrorReadLine();
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(StartTimeout);
+        while (true)
+        {
+            string? line;
+            try
+            {
+                line = await process.StandardOutput.ReadLineAsync(timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                throw new InvalidOperationException($"the {role} agent did not start within {StartTimeout.TotalSeconds:0} s (log: {LogFile})");
+            }
+            if (line is null)
+            {
+                throw new InvalidOperationException($"the {role} agent exited at start (log: {LogFile})");
+            }
+            if (line.StartsWith(AgentCommand.ReadyPrefix, StringComparison.Ordinal))
+            {
+                string url = line[AgentCommand.ReadyPrefix.Length..].Split(' ')[0];
+                // Keep draining stdout so the child never blocks on a full pipe.
+                _ = process.StandardOutput.ReadToEndAsync(CancellationToken.None);
+                return new Uri(url);
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Process[] processes;
+        lock (_processes)
+        {
+            processes = [.. _processes];
+        }
+        foreach (var p in processes)
+        {
+            try
+            {
+                if (!p.HasExited)
+                {
+                    p.Kill();
+                }
+                await p.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(10)).Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or OperationCanceledException or System.ComponentModel.Win32Exception)
+            {
+                // Already gone, or did not die in time; nothing more we may do to it.
+            }
+            p.Dispose();
+        }
+        try
+        {
+            File.Delete(KeyFile);
+            if (!KeepLog)
+            {
+                Directory.Delete(_dir, recursive: true);
+            }
+        }
+        catch (IOException)
+        {
+            // A leftover temp file is not worth failing the command for.
+        }
+    }
+}

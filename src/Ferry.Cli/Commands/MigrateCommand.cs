@@ -1,0 +1,338 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Ferry.Agent.Api;
+using Ferry.Agent.Client;
+using Ferry.Cli.Rendering;
+using Ferry.Core.Migration;
+using Ferry.Core.Reporting;
+using Ferry.Core.Units;
+using Ferry.Core.Workloads;
+using Ferry.Protocol.Handshake;
+using Spectre.Console;
+
+namespace Ferry.Cli.Commands;
+
+/// <summary>
+/// <c>ferry migrate</c>: the main job. With no --from/--to it starts two agents on loopback,
+/// creates a VM running the workload, measures a baseline, migrates it with live progress,
+/// prints the summary and writes the JSON report.
+/// </summary>
+internal static class MigrateCommand
+{
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
+
+    private sealed record Settings(
+        string Memory, int Vcpus, string Workload, string Fill, string Technique, string? MaxBandwidth, string? DowntimeLimit,
+        int? MaxRounds, long? DirtyThreshold, double? MaxRamMultiple, string? Timeout, TimeSpan Baseline,
+        Uri? From, Uri? To, string? KeyFile, string? VmId, string ReportPath, bool Json);
+
+    public static Command Create()
+    {
+        var memory = new Option<string>("--memory") { Description = "guest RAM of the VM to create", DefaultValueFactory = _ => "1GiB" };
+        var vcpus = new Option<int>("--vcpus") { Description = "vCPUs of the VM to create", DefaultValueFactory = _ => 1 };
+        var workload = new Option<string>("--workload") { Description = "guest program: idle, or memtouch:rate=PAGES/S,wss=SIZE,pattern=uniform|sequential|hot-cold|zipf,content=zero|text|random|mix,seed=N", DefaultValueFactory = _ => "memtouch:rate=20000,wss=256MiB" };
+        var fill = new Option<string>("--fill") { Description = "initial RAM content: none, zero, text, random, mix", DefaultValueFactory = _ => "none" };
+        var technique = new Option<string>("--technique") { Description = "stop-and-copy or precopy", DefaultValueFactory = _ => "precopy" };
+        var maxBandwidth = new Option<string?>("--max-bandwidth") { Description = "sender bandwidth limit, e.g. 125MB/s or 1Gbit/s (default: unlimited)" };
+        var downtime = new Option<string?>("--downtime-limit") { Description = "stop when the rest fits in this pause at the measured bandwidth (default 300ms)" };
+        var maxRounds = new Option<int?>("--max-rounds") { Description = "stop after this many live rounds (default: no cap)" };
+        var dirtyThreshold = new Option<long?>("--dirty-threshold") { Description = "stop when fewer pages than this were dirtied in a round" };
+        var ramMultiple = new Option<double?>("--max-ram-multiple") { Description = "stop once this many times RAM was sent (default 30)" };
+        var timeout = new Option<string?>("--timeout") { Description = "abort a migration that has not stopped after this long (default 1h)" };
+        var baseline = new Option<string>("--baseline") { Description = "how long the new VM runs before migrating (baseline for degradation)", DefaultValueFactory = _ => "3s" };
+        var from = new Option<string?>("--from") { Description = "source agent URL (default: start two agents here)" };
+        var to = new Option<string?>("--to") { Description = "destination agent URL" };
+        var keyFile = new Option<string?>("--key-file") { Description = "cluster key file (needed with --from/--to)" };
+        var vm = new Option<string?>("--vm") { Description = "migrate this existing VM on --from instead of creating one" };
+        var report = new Option<string>("--report") { Description = "where to write the JSON report", DefaultValueFactory = _ => "ferry-report.json" };
+        var json = new Option<bool>("--json") { Description = "print the report as JSON instead of the progress display and tables" };
+        var cmd = new Command("migrate", "Migrate a running VM between two agents, with live progress and a report")
+        {
+            memory, vcpus, workload, fill, technique, maxBandwidth, downtime, maxRounds, dirtyThreshold, ramMultiple, timeout,
+            baseline, from, to, keyFile, vm, report, json,
+        };
+        cmd.SetAction(async (p, ct) =>
+        {
+            var s = new Settings(
+                p.GetValue(memory)!, p.GetValue(vcpus), p.GetValue(workload)!, p.GetValue(fill)!, p.GetValue(technique)!,
+                p.GetValue(maxBandwidth), p.GetValue(downtime), p.GetValue(maxRounds), p.GetValue(dirtyThreshold), p.GetValue(ramMultiple),
+                p.GetValue(timeout), ParseDuration(p.GetValue(baseline)!, "--baseline"),
+                ParseUrl(p.GetValue(from), "--from"), ParseUrl(p.GetValue(to), "--to"), p.GetValue(keyFile), p.GetValue(vm),
+                p.GetValue(report)!, p.GetValue(json));
+            Validate(s);
+            return await RunAsync(s, ct).ConfigureAwait(false);
+        });
+        return cmd;
+    }
+
+    private static TimeSpan ParseDuration(string text, string option) =>
+        UnitParser.TryParseDuration(text, out var d, out string e) ? d : throw new UsageException($"{option}: {e}");
+
+    private static Uri? ParseUrl(string? text, string option) =>
+        text is null ? null
+        : Uri.TryCreate(text, UriKind.Absolute, out var u) && u.Scheme is "http" or "https" ? u
+        : throw new UsageException($"{option}: '{text}' is not an agent URL (example: http://127.0.0.1:7100)");
+
+    /// <summary>Checks every value before anything starts, so a typo costs nothing.</summary>
+    private static void Validate(Settings s)
+    {
+        if (!UnitParser.TryParseBytes(s.Memory, out long mem, out string e1))
+        {
+            throw new UsageException("--memory: " + e1);
+        }
+        if (mem < 4096)
+        {
+            throw new UsageException("--memory: at least one page (4096 bytes)");
+        }
+        if (s.Vcpus is < 1 or > 64)
+        {
+            throw new UsageException("--vcpus: between 1 and 64");
+        }
+        if (!WorkloadSpec.TryParse(s.Workload, out _, out string e2))
+        {
+            throw new UsageException("--workload: " + e2);
+        }
+        if (s.Fill is not ("none" or "zero" or "text" or "random" or "mix"))
+        {
+            throw new UsageException($"--fill: '{s.Fill}' is not one of none, zero, text, random, mix");
+        }
+        if (!MigrationTechniqueNames.TryParse(s.Technique, out _))
+        {
+            throw new UsageException($"--technique: '{s.Technique}' is not one of stop-and-copy, precopy");
+        }
+        try
+        {
+            Agent.Migrations.MigrationRequestParser.Parse(ToRequest(s, "x", "http://x"));
+        }
+        catch (ArgumentException ex)
+        {
+            throw new UsageException(ex.Message);
+        }
+        if ((s.From is null) != (s.To is null))
+        {
+            throw new UsageException("--from and --to go together");
+        }
+        if (s.From is not null && s.KeyFile is null)
+        {
+            throw new UsageException("--key-file is needed with --from/--to");
+        }
+        if (s.VmId is not null && s.From is null)
+        {
+            throw new UsageException("--vm names a VM on --from; give --from/--to too");
+        }
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(s.ReportPath));
+        if (dir is not null && !Directory.Exists(dir))
+        {
+            throw new UsageException($"--report: directory '{dir}' does not exist");
+        }
+    }
+
+    private static StartMigrationRequest ToRequest(Settings s, string vmId, string target) => new()
+    {
+        VmId = vmId,
+        Target = target,
+        Technique = s.Technique,
+        MaxBandwidth = s.MaxBandwidth,
+        DowntimeLimit = s.DowntimeLimit,
+        MaxRounds = s.MaxRounds,
+        DirtyPageThreshold = s.DirtyThreshold,
+        MaxRamMultiple = s.MaxRamMultiple,
+        Timeout = s.Timeout,
+    };
+
+    private static async Task<int> RunAsync(Settings s, CancellationToken ct)
+    {
+        IAnsiConsole console = AnsiConsole.Console;
+        bool live = !s.Json && !Console.IsOutputRedirected;
+        ChildAgents? children = null;
+        try
+        {
+            Uri from, to;
+            ClusterKey key;
+            if (s.From is null)
+            {
+                Status(s, "starting two agents on loopback…");
+                children = await ChildAgents.StartAsync(ct).ConfigureAwait(false);
+                from = children.Source;
+                to = children.Destination;
+                key = ClusterKey.Load(children.KeyFile);
+                Status(s, $"source agent {from}, destination agent {to}");
+            }
+            else
+            {
+                from = s.From;
+                to = s.To!;
+                try
+                {
+                    key = ClusterKey.Load(s.KeyFile!);
+                }
+                catch (ArgumentException ex)
+                {
+                    throw new UsageException(ex.Message);
+                }
+            }
+            using var source = new AgentClient(from, key);
+            string vmId;
+            if (s.VmId is null)
+            {
+                Status(s, $"creating a {s.Memory} VM running {s.Workload}…");
+                var created = await source.CreateVmAsync(new CreateVmRequest
+                {
+                    Name = "ferry-demo",
+                    Memory = s.Memory,
+                    Vcpus = s.Vcpus,
+                    Workload = s.Workload,
+                    Fill = s.Fill,
+                }, ct).ConfigureAwait(false);
+                vmId = created.Id;
+                Status(s, $"VM {vmId} running; measuring its throughput for {s.Baseline.TotalSeconds:0.#} s before migrating…");
+                await Task.Delay(s.Baseline, ct).ConfigureAwait(false);
+            }
+            else
+            {
+                vmId = s.VmId;
+            }
+            var started = await source.StartMigrationAsync(ToRequest(s, vmId, to.ToString()), ct).ConfigureAwait(false);
+            MigrationView final = live
+                ? await WatchLiveAsync(console, source, started.Id, ct).ConfigureAwait(false)
+                : await WatchPlainAsync(s, source, started.Id, ct).ConfigureAwait(false);
+            MigrationReport? report = final.Report;
+            if (report is null)
+            {
+                // Failed before the engine started (e.g. destination unreachable): no report from the engine.
+                report = new MigrationReport { MigrationId = final.Id, Outcome = final.State, Error = final.Error, Vm = new VmInfo { Id = vmId } };
+            }
+            WriteReport(s.ReportPath, report);
+            if (s.Json)
+            {
+                Console.Out.WriteLine(JsonSerializer.Serialize(report, AgentJson.Indented));
+            }
+            else
+            {
+                SummaryRenderer.Render(console, report);
+                console.MarkupLine($"report written to [bold]{Markup.Escape(Path.GetFullPath(s.ReportPath))}[/]");
+            }
+            if (report.Outcome != "completed" && children is not null)
+            {
+                children.KeepLog = true;
+                Console.Error.WriteLine($"ferry: agent logs kept in {children.LogFile}");
+            }
+            return report.Outcome == "completed" ? 0 : 1;
+        }
+        catch (AgentApiException ex)
+        {
+            if (children is not null)
+            {
+                children.KeepLog = true;
+            }
+            Console.Error.WriteLine($"ferry: {ex.Message}" + (children is not null ? $" (agent logs: {children.LogFile})" : ""));
+            return 1;
+        }
+        finally
+        {
+            if (children is not null)
+            {
+                await children.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static void Status(Settings s, string text)
+    {
+        if (!s.Json)
+        {
+            Console.Error.WriteLine("ferry: " + text);
+        }
+    }
+
+    private static async Task<MigrationView> WatchLiveAsync(IAnsiConsole console, AgentClient source, string id, CancellationToken ct)
+    {
+        MigrationView view = await source.GetMigrationAsync(id, CancellationToken.None).ConfigureAwait(false);
+        await console.Progress()
+            .AutoClear(false)
+            .HideCompleted(false)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .StartAsync(async ctx =>
+            {
+                var task = ctx.AddTask("connecting", maxValue: 100);
+                while (true)
+                {
+                    view = await PollAsync(source, id, view, ct).ConfigureAwait(false);
+                    if (view.Progress is { } p)
+                    {
+                        task.Description = Markup.Escape(ProgressLine.Describe(p));
+                        task.Value = Math.Min(100, p.RamSentFraction * 100);
+                    }
+                    if (IsFinished(view.State))
+                    {
+                        if (view.State == "completed")
+                        {
+                            task.Value = 100;
+                        }
+                        task.StopTask();
+                        return;
+                    }
+                    await Task.Delay(PollInterval, CancellationToken.None).ConfigureAwait(false);
+                }
+            }).ConfigureAwait(false);
+        return view;
+    }
+
+    private static async Task<MigrationView> WatchPlainAsync(Settings s, AgentClient source, string id, CancellationToken ct)
+    {
+        MigrationView view = await source.GetMigrationAsync(id, CancellationToken.None).ConfigureAwait(false);
+        DateTime lastLine = DateTime.MinValue;
+        while (true)
+        {
+            view = await PollAsync(source, id, view, ct).ConfigureAwait(false);
+            bool done = IsFinished(view.State);
+            if (!s.Json && view.Progress is { } p && (done || DateTime.UtcNow - lastLine > TimeSpan.FromSeconds(1)))
+            {
+                lastLine = DateTime.UtcNow;
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[{p.ElapsedSeconds,6:0.0}s] {ProgressLine.Describe(p)}"));
+            }
+            if (done)
+            {
+                return view;
+            }
+            await Task.Delay(PollInterval, CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>One poll; on Ctrl+C asks the agent to cancel and keeps watching until it has.</summary>
+    private static async Task<MigrationView> PollAsync(AgentClient source, string id, MigrationView last, CancellationToken ct)
+    {
+        if (ct.IsCancellationRequested && !IsFinished(last.State))
+        {
+            return await source.CancelMigrationAsync(id, CancellationToken.None).ConfigureAwait(false);
+        }
+        return await source.GetMigrationAsync(id, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    private static bool IsFinished(string state) => state is "completed" or "failed" or "cancelled" or "unconfirmed";
+
+    /// <summary>Writes via a temporary file, so a full disk never leaves a truncated report behind.</summary>
+    private static void WriteReport(string path, MigrationReport report)
+    {
+        string full = Path.GetFullPath(path);
+        string tmp = full + ".tmp";
+        try
+        {
+            File.WriteAllBytes(tmp, JsonSerializer.SerializeToUtf8Bytes(report, AgentJson.Indented));
+            File.Move(tmp, full, overwrite: true);
+        }
+        catch (IOException ex)
+        {
+            try
+            {
+                File.Delete(tmp);
+            }
+            catch (IOException)
+            {
+                // Nothing more to clean.
+            }
+            Console.Error.WriteLine($"ferry: could not write the report to {full}: {ex.Message}");
+        }
+    }
+}

@@ -1,0 +1,32 @@
+using System.CommandLine;
+using Ferry.Cli.Commands;
+
+namespace Ferry.Cli;
+
+public static class Program
+{
+    public static async Task<int> Main(string[] args)
+    {
+        var root = new RootCommand("Ferry: live migration of virtual machines, real and simulated")
+        {
+            MigrateCommand.Create(),
+            AgentCommand.Create(),
+        };
+        ParseResult parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            // One clear line and exit code 2, as for every wrong option or value.
+            Console.Error.WriteLine($"ferry: {parse.Errors[0].Message} (see 'ferry --help')");
+            return 2;
+        }
+        try
+        {
+            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }).ConfigureAwait(false);
+        }
+        catch (UsageException ex)
+        {
+            Console.Error.WriteLine($"ferry: {ex.Message}");
+            return 2;
+        }
+    }
+}

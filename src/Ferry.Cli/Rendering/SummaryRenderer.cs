@@ -1,0 +1,67 @@
+using System.Globalization;
+using Ferry.Core.Reporting;
+using Ferry.Core.Units;
+using Spectre.Console;
+
+namespace Ferry.Cli.Rendering;
+
+/// <summary>The end-of-migration summary: the six metrics of the paper's section 3.1, then the rounds.</summary>
+internal static class SummaryRenderer
+{
+    public static void Render(IAnsiConsole console, MigrationReport r)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        string Ms(double v) => string.Create(inv, $"{v:0.0} ms");
+        var t = r.Timing;
+        var pages = r.Pages;
+        var d = r.Degradation;
+        string outcome = r.Outcome == "completed" ? "[green]completed[/]" : $"[red]{Markup.Escape(r.Outcome)}[/]";
+        console.MarkupLine($"Migration [bold]{Markup.Escape(r.MigrationId)}[/] of VM [bold]{Markup.Escape(r.Vm.Id)}[/] " +
+            $"({UnitParser.FormatBytes(r.Vm.MemoryBytes)}, {Markup.Escape(r.Vm.Workload)}) by {Markup.Escape(r.Technique)}: {outcome}");
+        if (r.Error is { } err)
+        {
+            console.MarkupLine($"[red]error:[/] {Markup.Escape(err)}");
+        }
+        var table = new Table().RoundedBorder().AddColumn("metric").AddColumn("value");
+        table.AddRow("preparation time", Ms(t.PreparationMs));
+        table.AddRow("downtime", Markup.Escape(string.Create(inv,
+            $"{t.DowntimeMs:0.0} ms (final pages {t.DowntimeParts.FinalPagesMs:0.0}, state {t.DowntimeParts.StateMs:0.0}, switchover {t.DowntimeParts.SwitchoverMs:0.0})")));
+        table.AddRow("resume time", Ms(t.ResumeMs));
+        table.AddRow("pages transferred", Markup.Escape(string.Create(inv,
+            $"{pages.Sent:N0} sent ({pages.Unique:N0} unique, {pages.Resent:N0} re-sent, {pages.ZeroSent:N0} zero), {pages.NeverWrittenSkipped:N0} never-written skipped; " +
+            $"{UnitParser.FormatBytes(pages.WireBytes)} on the wire for {UnitParser.FormatBytes(pages.RawBytes)} of pages")));
+        table.AddRow("total migration time", Ms(t.TotalMs));
+        table.AddRow("application degradation", Markup.Escape(d.BaselineOpsPerSecond > 0
+            ? string.Create(inv, $"{d.BaselineOpsPerSecond:N0} ops/s before → {d.DuringOpsPerSecond:N0} ops/s during ({d.DegradationPercent:0.0}% lower)")
+            : "no baseline (idle guest)"));
+        console.Write(table);
+
+        if (r.Rounds.Count > 0)
+        {
+            var rounds = new Table().RoundedBorder().AddColumns("round", "kind", "pages sent", "pages dirtied", "duration", "bandwidth", "dirty rate", "decision");
+            foreach (var x in r.Rounds)
+            {
+                rounds.AddRow(
+                    x.Round.ToString(inv),
+                    x.Kind,
+                    x.PagesSent.ToString("N0", inv),
+                    x.PagesDirtied.ToString("N0", inv),
+                    Ms(x.DurationMs),
+                    UnitParser.FormatRate(x.BandwidthBytesPerSecond),
+                    string.Create(inv, $"{x.DirtyPagesPerSecond:N0}/s"),
+                    Markup.Escape(x.Decision));
+            }
+            console.Write(rounds);
+        }
+        var v = r.Verification;
+        if (v.SourceDigest.Length > 0)
+        {
+            string rehash = v.SourceRehashMatches switch { true => "matches", false => "[red]DIFFERS[/]", null => "not run" };
+            console.MarkupLine(string.Create(inv,
+                $"memory digest at switchover: source {v.SourceDigest}, destination {v.DestinationDigest} → {(v.DigestsMatch ? "[green]match[/]" : "[red]MISMATCH[/]")}; " +
+                $"hashing cost {v.SourceHashMs:0.0} ms at the source, {v.DestinationHashMs:0.0} ms at the destination, {v.DigestInDowntimeMs:0.00} ms in downtime; " +
+                $"source copy rehash after switchover {rehash} ({v.SourceRehashMs:0.0} ms)"));
+        }
+        console.MarkupLine($"dirty log: {Markup.Escape(r.DirtyLog.Backend)} ({Markup.Escape(r.DirtyLog.Reason)}); stop: {Markup.Escape(r.StopReason ?? "-")}");
+    }
+}
