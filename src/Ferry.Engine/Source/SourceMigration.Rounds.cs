@@ -105,20 +105,24 @@ public sealed partial class SourceMigration
     /// <summary>Round 1 (or the static copy): every page ever written; never-written pages are zero at both ends and are skipped.</summary>
     private void SendAllPopulated(int round, string kind, CancellationToken ct)
     {
-        long populated = _memory.PopulatedCount();
-        BeginRound(round, populated, kind);
+        // Pages populated while round 1 runs are sent too, so progress follows the scan position.
+        BeginRound(round, _memory.PageCount, kind);
+        _scanningAll = true;
         var batch = new BatchBuilder(this, round);
         for (long p = 0; p < _memory.PageCount; p++)
         {
             if (!_memory.IsPopulated(p))
             {
                 _skippedNeverWritten++;
+                _roundScanned++;
                 continue;
             }
+            _roundScanned++;
             batch.Add(p, ct);
         }
         batch.Finish(ct);
         _neverWrittenSkipped = _skippedNeverWritten;
+        _scanningAll = false;
         EndRound(round);
     }
 
@@ -141,6 +145,7 @@ public sealed partial class SourceMigration
         _roundSent = 0;
         _roundStart = Stopwatch.GetTimestamp();
         _roundWireStart = _writer.BytesWritten;
+        _phaseIsFinal = kind != "live";
         SetPhase(kind == "live" ? "precopy" : "stop-and-copy");
     }
 
@@ -166,6 +171,7 @@ public sealed partial class SourceMigration
             RamBytes: _memory.SizeBytes);
         PolicyDecision decision = _policy.Decide(observation);
         _lastDirtyRate = observation.DirtyPagesPerSecond;
+        _lastShrink = _roundSent > 0 ? (double)dirtied / _roundSent : null;
         _lastBandwidth = observation.BandwidthBytesPerSecond;
         _rounds.Add(RoundRecordFor("live", _roundSent, dirtied, decision.Action.ToString(), decision.Reason));
         return decision;
@@ -291,9 +297,13 @@ public sealed partial class SourceMigration
         if (throughput > 0)
         {
             double pageRate = throughput / (PageSize.Bytes + PageBatchCodec.EntryHeaderSize);
-            double left = (_roundPages - _roundSent) / pageRate;
-            double ratio = Math.Min(0.95, _lastDirtyRate / Math.Max(pageRate, 1));
-            raw = left / (1 - ratio);
+            // Before the first harvest the guest's write rate over the send rate stands in for q (an upper bound).
+            double shrink = _lastShrink ?? Math.Max(0, _vm.OpsRate(TimeSpan.FromSeconds(1)).OpsPerSecond) / pageRate;
+            long total = _scanningAll ? _memory.PopulatedCount() : _roundPages;
+            long left = Math.Max(0, total - _roundSent);
+            raw = _phaseIsFinal
+                ? left / pageRate
+                : PreCopyEta.Estimate(_options.PreCopy, _round, total, left, pageRate, shrink, _writer.BytesWritten, _memory.SizeBytes, elapsed);
         }
         string p = phase ?? _progress.Phase;
         _progress = new MigrationProgress
@@ -301,7 +311,7 @@ public sealed partial class SourceMigration
             Phase = p,
             Round = _round,
             RoundPages = _roundPages,
-            RoundPagesSent = _roundSent,
+            RoundPagesSent = _scanningAll ? _roundScanned : _roundSent,
             // Never-written pages count as covered: they are zero at both ends and need no bytes.
             RamSentFraction = Math.Min(1.0, (double)(_uniqueSent + _skippedNeverWritten) / _memory.PageCount),
             WireBytes = _writer.BytesWritten,
@@ -313,6 +323,10 @@ public sealed partial class SourceMigration
     }
 
     private long _uniqueSent;
+    private bool _phaseIsFinal;
+    private double? _lastShrink;
+    private long _roundScanned;
+    private bool _scanningAll;
     private long _skippedNeverWritten;
 
     /// <summary>Writes a frame once the bandwidth limit allows it.</summary>
