@@ -27,6 +27,8 @@ public static class AgentHost
         builder.Logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Logging.SetMinimumLevel(LogLevel.Information);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        // A failed start is reported by `ferry agent` in one line; the host's own multi-line dump adds nothing.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
         logging?.Invoke(builder.Logging);
         builder.WebHost.UseKestrel(k => k.Listen(options.ApiEndpoint));
         builder.Services.AddSingleton(options);

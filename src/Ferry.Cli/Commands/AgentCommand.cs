@@ -2,6 +2,7 @@ using System.CommandLine;
 using Ferry.Agent.Hosting;
 using Ferry.Core.Units;
 using Ferry.Protocol.Handshake;
+using Microsoft.Extensions.Hosting;
 
 namespace Ferry.Cli.Commands;
 
@@ -39,19 +40,21 @@ internal static class AgentCommand
             }
             var options = new AgentOptions { ApiEndpoint = api, MigrationEndpoint = mig, Key = key, MaxVmMemoryBytes = max };
             await using var app = AgentHost.Build(options);
-            string url = await AgentHost.StartAsync(app, ct).ConfigureAwait(false);
+            string url;
+            try
+            {
+                url = await AgentHost.StartAsync(app, ct).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException)
+            {
+                Console.Error.WriteLine($"ferry: cannot start the agent: {ex.Message}");
+                return 1;
+            }
             var endpoints = (AgentEndpoints)app.Services.GetService(typeof(AgentEndpoints))!;
             Console.Out.WriteLine($"{ReadyPrefix}{url} (migrations on {endpoints.Migration})");
             Console.Out.Flush();
-            try
-            {
-                await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                // Ctrl+C or SIGTERM: shut down cleanly below.
-            }
-            await app.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            // Ctrl+C or SIGTERM reaches the host's lifetime or our token, whichever registered first.
+            await app.WaitForShutdownAsync(ct).ConfigureAwait(false);
             return 0;
         });
         return cmd;

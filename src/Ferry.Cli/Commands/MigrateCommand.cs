@@ -208,6 +208,10 @@ internal static class MigrateCommand
             {
                 Console.Out.WriteLine(JsonSerializer.Serialize(report, AgentJson.Indented));
             }
+            else if (final.Report is null)
+            {
+                Console.Error.WriteLine($"ferry: migration {final.State}: {final.Error}");
+            }
             else
             {
                 SummaryRenderer.Render(console, report);
