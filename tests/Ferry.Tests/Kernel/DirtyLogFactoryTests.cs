@@ -79,7 +79,7 @@ public sealed class DirtyLogFactoryTests
 
         DirtyLogDecision dear = DirtyLogFactory.Decide(DirtyLogChoice.Auto, FullKernel with { WriteProtectFaultCost = TimeSpan.FromMicroseconds(20) });
         Assert.Equal("software", dear.Backend);
-        Assert.StartsWith("software: a write-protect fault costs 20.0 µs here", dear.Reason);
+        Assert.StartsWith("software: a write-protect fault costs 20.0 µs here (auto takes the kernel log at ≤ 0.3 µs)", dear.Reason);
 
         DirtyLogDecision unmeasured = DirtyLogFactory.Decide(DirtyLogChoice.Auto, FullKernel with { WriteProtectFaultCost = null });
         Assert.Equal("software", unmeasured.Backend);
