@@ -52,13 +52,43 @@ public sealed unsafe class AnonymousMapping : IDisposable
         }
     }
 
+    /// <summary>A writable view of <paramref name="length"/> bytes at <paramref name="offset"/>, checked against the mapping's bounds.</summary>
+    public Span<byte> GetSpan(long offset, int length)
+    {
+        CheckRange(offset, length);
+        return new Span<byte>(Pointer + offset, length);
+    }
+
+    /// <summary>A read-only view of <paramref name="length"/> bytes at <paramref name="offset"/>, checked against the mapping's bounds.</summary>
+    public ReadOnlySpan<byte> GetReadOnlySpan(long offset, int length)
+    {
+        CheckRange(offset, length);
+        return new ReadOnlySpan<byte>(Pointer + offset, length);
+    }
+
+    /// <summary>
+    /// The virtual address range of [offset, offset + length) for a kernel call on this mapping:
+    /// checked against the bounds and the kernel page size, which every uffd and pagemap range must respect.
+    /// </summary>
+    internal (ulong Start, ulong Length) KernelRange(long offset, long length)
+    {
+        CheckRange(offset, length);
+        long pageMask = Environment.SystemPageSize - 1;
+        if ((offset & pageMask) != 0 || (length & pageMask) != 0 || length == 0)
+        {
+            throw new ArgumentException($"range [{offset}, +{length}) is not a non-empty whole number of {Environment.SystemPageSize}-byte pages", nameof(offset));
+        }
+        if (!_mmapped)
+        {
+            throw new PlatformNotSupportedException("kernel page-table calls need an mmap'ed mapping (Linux only)");
+        }
+        return ((ulong)(Pointer + offset), (ulong)length);
+    }
+
     /// <summary>Drops the physical pages of a range; they read back as zeros.</summary>
     public void Discard(long offset, long length)
     {
-        if (offset < 0 || length < 0 || offset + length > Length)
-        {
-            throw new ArgumentOutOfRangeException(nameof(offset));
-        }
+        CheckRange(offset, length);
         if (_mmapped)
         {
             if (Libc.madvise(_base + offset, (nuint)length, Libc.MADV_DONTNEED) != 0)
@@ -69,6 +99,14 @@ public sealed unsafe class AnonymousMapping : IDisposable
         else
         {
             NativeMemory.Clear(_base + offset, (nuint)length);
+        }
+    }
+
+    private void CheckRange(long offset, long length)
+    {
+        if (offset < 0 || length < 0 || offset > Length - length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), $"range [{offset}, +{length}) is outside the {Length}-byte mapping");
         }
     }
 

@@ -7,14 +7,16 @@ namespace Ferry.Vm.Memory;
 /// <summary>
 /// Guest RAM: one native mapping of 4 KiB pages, never on the managed heap. Guest programs
 /// write through <see cref="Write"/>, which records the page as populated and, while a software
-/// dirty log is attached, as dirty. Pages never written are known to be zero and are never touched
-/// by readers, which matters on this machine kind where a first touch costs ~20 µs.
+/// dirty log is attached, as dirty. Under the kernel dirty log the kernel sees the write itself,
+/// so Write does no tracking work at all. Pages never written are known to be zero and are never
+/// touched by readers, which matters where a first touch costs tens of microseconds.
 /// </summary>
-public sealed unsafe class GuestMemory : IDisposable
+public sealed class GuestMemory : IDisposable
 {
     private readonly AnonymousMapping _mapping;
     private readonly DirtyBitmap _populated;
     private DirtyBitmap? _tracker;
+    private int _tracking = (int)GuestWriteTracking.None;
 
     public GuestMemory(long sizeBytes)
     {
@@ -52,12 +54,15 @@ public sealed unsafe class GuestMemory : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(offset), "write crosses the page boundary");
         }
-        data.CopyTo(new Span<byte>(_mapping.Pointer + (page << PageSize.Shift) + offset, data.Length));
-        // Order matters (see SoftwareDirtyLog): data, then populated (a full fence), then the tracker read.
+        // Order matters. Populated is set before the data (its first set is a full fence): the
+        // kernel dirty log sees the data store itself, possibly before this method returns, and a
+        // copier acting on that report must not find the page "never written" and skip it. The
+        // software tracker is marked after the data, so a harvest that sees the bit sees the data.
         if (!_populated[page])
         {
             _populated.SetAtomic(page);
         }
+        data.CopyTo(_mapping.GetSpan((page << PageSize.Shift) + offset, data.Length));
         Volatile.Read(ref _tracker)?.SetAtomic(page);
     }
 
@@ -74,7 +79,7 @@ public sealed unsafe class GuestMemory : IDisposable
             destination[..PageSize.Bytes].Clear();
             return false;
         }
-        new ReadOnlySpan<byte>(_mapping.Pointer + (page << PageSize.Shift), PageSize.Bytes).CopyTo(destination);
+        PageSpan(page).CopyTo(destination);
         return true;
     }
 
@@ -86,7 +91,7 @@ public sealed unsafe class GuestMemory : IDisposable
         {
             throw new ArgumentException("page content must be exactly one page", nameof(content));
         }
-        content.CopyTo(new Span<byte>(_mapping.Pointer + (page << PageSize.Shift), PageSize.Bytes));
+        content.CopyTo(_mapping.GetSpan(page << PageSize.Shift, PageSize.Bytes));
         _populated.Set(page);
     }
 
@@ -96,7 +101,7 @@ public sealed unsafe class GuestMemory : IDisposable
         CheckPage(page);
         if (_populated[page])
         {
-            new Span<byte>(_mapping.Pointer + (page << PageSize.Shift), PageSize.Bytes).Clear();
+            _mapping.GetSpan(page << PageSize.Shift, PageSize.Bytes).Clear();
         }
     }
 
@@ -105,7 +110,7 @@ public sealed unsafe class GuestMemory : IDisposable
     {
         CheckPage(page);
         return _populated[page]
-            ? XxHash3.HashToUInt64(new ReadOnlySpan<byte>(_mapping.Pointer + (page << PageSize.Shift), PageSize.Bytes))
+            ? XxHash3.HashToUInt64(PageSpan(page))
             : ZeroPageHash;
     }
 
@@ -127,7 +132,35 @@ public sealed unsafe class GuestMemory : IDisposable
     public ReadOnlySpan<byte> PageView(long page)
     {
         CheckPage(page);
-        return new ReadOnlySpan<byte>(_mapping.Pointer + (page << PageSize.Shift), PageSize.Bytes);
+        return PageSpan(page);
+    }
+
+    /// <summary>Which dirty log, if any, is watching guest writes.</summary>
+    internal GuestWriteTracking Tracking => (GuestWriteTracking)Volatile.Read(ref _tracking);
+
+    /// <summary>The mapping that holds guest RAM, for the kernel dirty log's register/protect/scan calls.</summary>
+    internal AnonymousMapping Mapping => _mapping;
+
+    /// <summary>
+    /// Claims guest writes for one dirty log. Two logs at once would each see only part of the
+    /// truth (the software bitmap is harvested by whoever attached it), so a second claim fails.
+    /// </summary>
+    internal void ClaimTracking(GuestWriteTracking kind)
+    {
+        if (kind == GuestWriteTracking.None)
+        {
+            throw new ArgumentOutOfRangeException(nameof(kind), "claim a real tracking kind; release with ReleaseTracking");
+        }
+        int previous = Interlocked.CompareExchange(ref _tracking, (int)kind, (int)GuestWriteTracking.None);
+        if (previous != (int)GuestWriteTracking.None)
+        {
+            throw new InvalidOperationException($"guest writes are already tracked by the {(GuestWriteTracking)previous} dirty log");
+        }
+    }
+
+    internal void ReleaseTracking(GuestWriteTracking kind)
+    {
+        Interlocked.CompareExchange(ref _tracking, (int)GuestWriteTracking.None, (int)kind);
     }
 
     /// <summary>
@@ -140,6 +173,8 @@ public sealed unsafe class GuestMemory : IDisposable
         Volatile.Write(ref _tracker, bitmap);
         Interlocked.MemoryBarrierProcessWide();
     }
+
+    private ReadOnlySpan<byte> PageSpan(long page) => _mapping.GetReadOnlySpan(page << PageSize.Shift, PageSize.Bytes);
 
     private void CheckPage(long page)
     {

@@ -32,6 +32,7 @@ public sealed class SoftwareDirtyLog : IDirtyLog
         {
             throw new InvalidOperationException("dirty log already started");
         }
+        _memory.ClaimTracking(GuestWriteTracking.Software);
         _live.ClearAll();
         _memory.AttachTracker(_live);
         _started = true;
@@ -51,6 +52,7 @@ public sealed class SoftwareDirtyLog : IDirtyLog
         if (_started)
         {
             _memory.AttachTracker(null);
+            _memory.ReleaseTracking(GuestWriteTracking.Software);
             _started = false;
         }
     }

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Ferry.Core.Migration;
+using Ferry.Core.Tracking;
 using Ferry.Engine;
 using Ferry.Engine.Destination;
 using Ferry.Engine.Source;
@@ -29,7 +30,8 @@ internal static class LoopbackMigration
         return (client, server);
     }
 
-    public static Outcome Run(VirtualMachine vm, MigrationOptions options, Func<Stream, Stream>? wrapSource = null, CancellationToken ct = default)
+    public static Outcome Run(VirtualMachine vm, MigrationOptions options, Func<Stream, Stream>? wrapSource = null, CancellationToken ct = default,
+        DirtyLogChoice dirtyLog = DirtyLogChoice.Software)
     {
         var (client, server) = ConnectedPair();
         var serverStream = new NetworkStream(server, ownsSocket: true);
@@ -55,7 +57,7 @@ internal static class LoopbackMigration
         dest.Start();
         MigrationHandshake.RunClient(clientStream, Key);
         Stream s = wrapSource?.Invoke(clientStream) ?? clientStream;
-        using var log = new SoftwareDirtyLog(vm.Memory);
+        using var log = DirtyLogFactory.Create(vm.Memory, dirtyLog);
         var source = new SourceMigration("m-test", vm, s, options, log, HostIdentity.Local("src"), HostIdentity.Local("dest"));
         SourceResult result = source.Run(ct);
         Assert.True(dest.Join(TimeSpan.FromSeconds(60)), "destination thread did not finish within 60 s");

@@ -1,0 +1,19 @@
+using System.Runtime.InteropServices;
+
+namespace Ferry.Native.Interop;
+
+internal static partial class Libc
+{
+    internal const int EINTR = 4;
+
+    [LibraryImport("libc", SetLastError = true)]
+    internal static partial int close(int fd);
+
+    /// <summary>syscall(2) with one argument (userfaultfd takes only its flags).</summary>
+    [LibraryImport("libc", SetLastError = true)]
+    internal static partial long syscall(long number, long arg1);
+
+    [LibraryImport("libc")]
+    [SuppressGCTransition]
+    internal static partial uint geteuid();
+}
