@@ -11,6 +11,7 @@ public static class Program
         {
             MigrateCommand.Create(),
             AgentCommand.Create(),
+            CapabilitiesCommand.Create(),
         };
         ParseResult parse = root.Parse(args);
         if (parse.Errors.Count > 0)

@@ -53,6 +53,9 @@ public sealed record StartMigrationRequest
     public string Target { get; init; } = "";
     public string Technique { get; init; } = "precopy";
 
+    /// <summary>auto | kernel | software; null = the agent's default (--dirty-log).</summary>
+    public string? DirtyLog { get; init; }
+
     /// <summary>"125MB/s", "1Gbit/s"; "0" or null = unlimited.</summary>
     public string? MaxBandwidth { get; init; }
     public string? DowntimeLimit { get; init; }

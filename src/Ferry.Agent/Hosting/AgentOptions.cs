@@ -17,6 +17,9 @@ public sealed record AgentOptions
 
     public long MaxVmMemoryBytes { get; init; } = DefaultMaxVmMemory;
 
+    /// <summary>Dirty log for outgoing migrations that do not ask for one.</summary>
+    public Core.Tracking.DirtyLogChoice DefaultDirtyLog { get; init; } = Core.Tracking.DirtyLogChoice.Auto;
+
     public static IPEndPoint ParseEndpoint(string text, string what)
     {
         if (!IPEndPoint.TryParse(text, out var ep) || text.IndexOf(':') < 0)

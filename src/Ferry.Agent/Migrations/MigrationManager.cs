@@ -12,6 +12,7 @@ using Ferry.Protocol;
 using Ferry.Protocol.Handshake;
 using Ferry.Vm.Machine;
 using Ferry.Vm.Tracking;
+using Ferry.Core.Tracking;
 using Microsoft.Extensions.Logging;
 
 namespace Ferry.Agent.Migrations;
@@ -40,7 +41,7 @@ public sealed class MigrationManager : IDisposable
     /// <summary>Starts a migration. Throws ArgumentException (bad request), KeyNotFoundException (no such VM) or InvalidOperationException (busy).</summary>
     public MigrationView Start(StartMigrationRequest request)
     {
-        MigrationOptions options = MigrationRequestParser.Parse(request);
+        MigrationOptions options = MigrationRequestParser.Parse(request, _options.DefaultDirtyLog);
         if (!Uri.TryCreate(request.Target, UriKind.Absolute, out Uri? target) || target.Scheme is not ("http" or "https"))
         {
             throw new ArgumentException($"target '{request.Target}' is not an agent URL (example: http://127.0.0.1:7101)");
@@ -89,10 +90,11 @@ public sealed class MigrationManager : IDisposable
         try
         {
             IPEndPoint migrationEndpoint = ResolveMigrationEndpoint(target, job.Cancel.Token);
+            // A forced kernel log the host cannot give fails here, before anything touches the VM.
+            using IDirtyLog dirtyLog = DirtyLogFactory.Create(vm.Memory, options.DirtyLog, workload: vm.Workload);
             stream = Connect(migrationEndpoint, job.Cancel.Token);
             MigrationHandshake.RunClient(stream, _options.Key);
             job.State = "running";
-            using var dirtyLog = new SoftwareDirtyLog(vm.Memory);
             var session = new SourceMigration(job.Id, vm, stream, options, dirtyLog,
                 HostIdentity.Local(_selfEndpoint()), HostIdentity.Local(job.Target) with { HostName = "", Endpoint = job.Target });
             job.Session = session;
@@ -131,6 +133,7 @@ public sealed class MigrationManager : IDisposable
     private static string Describe(Exception ex) => ex switch
     {
         ProtocolException p => $"handshake with destination failed: {p.Message}",
+        PlatformNotSupportedException pns => pns.Message,
         SocketException s => $"cannot connect to destination: {s.Message}",
         _ => ex.Message,
     };

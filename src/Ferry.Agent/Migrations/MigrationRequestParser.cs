@@ -1,6 +1,7 @@
 using Ferry.Agent.Api;
 using Ferry.Core.Migration;
 using Ferry.Core.Policy;
+using Ferry.Core.Tracking;
 using Ferry.Core.Units;
 
 namespace Ferry.Agent.Migrations;
@@ -8,8 +9,24 @@ namespace Ferry.Agent.Migrations;
 /// <summary>Turns an API request into validated migration options; bad values become one-line errors.</summary>
 public static class MigrationRequestParser
 {
-    public static MigrationOptions Parse(StartMigrationRequest r)
+    public static bool TryParseDirtyLog(string text, out DirtyLogChoice choice)
     {
+        switch (text.Trim().ToLowerInvariant())
+        {
+            case "auto": choice = DirtyLogChoice.Auto; return true;
+            case "kernel": choice = DirtyLogChoice.Kernel; return true;
+            case "software": choice = DirtyLogChoice.Software; return true;
+            default: choice = default; return false;
+        }
+    }
+
+    public static MigrationOptions Parse(StartMigrationRequest r, DirtyLogChoice defaultDirtyLog = DirtyLogChoice.Auto)
+    {
+        DirtyLogChoice dirtyLog = defaultDirtyLog;
+        if (r.DirtyLog is { } dl && !TryParseDirtyLog(dl, out dirtyLog))
+        {
+            throw new ArgumentException($"dirty log '{dl}' is not one of: auto, kernel, software");
+        }
         if (!MigrationTechniqueNames.TryParse(r.Technique ?? "precopy", out var technique))
         {
             throw new ArgumentException($"technique '{r.Technique}' is not one of: stop-and-copy, precopy");
@@ -34,7 +51,7 @@ public static class MigrationRequestParser
             DirtyPageThreshold = r.DirtyPageThreshold,
             MaxRamMultiple = r.MaxRamMultiple ?? pre.MaxRamMultiple,
         };
-        var options = new MigrationOptions { Technique = technique, PreCopy = pre, MaxBandwidthBytesPerSecond = bandwidth };
+        var options = new MigrationOptions { Technique = technique, PreCopy = pre, MaxBandwidthBytesPerSecond = bandwidth, DirtyLog = dirtyLog };
         try
         {
             options.Validate();

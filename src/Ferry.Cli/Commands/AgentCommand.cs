@@ -18,7 +18,8 @@ internal static class AgentCommand
         var keyFile = new Option<string>("--key-file") { Description = "file holding the cluster key (at least 16 characters)", Required = true };
         var migrationListen = new Option<string?>("--migration-listen") { Description = "address:port for incoming migrations (default: the API address, any free port)" };
         var maxMemory = new Option<string>("--max-vm-memory") { Description = "largest VM this agent accepts", DefaultValueFactory = _ => "64GiB" };
-        var cmd = new Command("agent", "Run a host agent: runs VMs, accepts migrations, serves the control API") { listen, keyFile, migrationListen, maxMemory };
+        var dirtyLog = new Option<string>("--dirty-log") { Description = "dirty log for migrations that do not name one: auto, kernel or software", DefaultValueFactory = _ => "auto" };
+        var cmd = new Command("agent", "Run a host agent: runs VMs, accepts migrations, serves the control API") { listen, keyFile, migrationListen, maxMemory, dirtyLog };
         cmd.SetAction(async (parse, ct) =>
         {
             var api = AgentOptions.ParseEndpoint(parse.GetValue(listen)!, "--listen");
@@ -29,6 +30,14 @@ internal static class AgentCommand
             {
                 throw new UsageException("--max-vm-memory: " + err);
             }
+            if (!Agent.Migrations.MigrationRequestParser.TryParseDirtyLog(parse.GetValue(dirtyLog)!, out var dirtyLogChoice))
+            {
+                throw new UsageException($"--dirty-log: '{parse.GetValue(dirtyLog)}' is not one of auto, kernel, software");
+            }
+            if (dirtyLogChoice == Core.Tracking.DirtyLogChoice.Kernel && Native.Linux.HostCapabilities.Current.KernelDirtyLogMissing is { } missing)
+            {
+                throw new UsageException($"--dirty-log kernel: unavailable on this host: {missing}");
+            }
             ClusterKey key;
             try
             {
@@ -38,7 +47,7 @@ internal static class AgentCommand
             {
                 throw new UsageException(ex.Message);
             }
-            var options = new AgentOptions { ApiEndpoint = api, MigrationEndpoint = mig, Key = key, MaxVmMemoryBytes = max };
+            var options = new AgentOptions { ApiEndpoint = api, MigrationEndpoint = mig, Key = key, MaxVmMemoryBytes = max, DefaultDirtyLog = dirtyLogChoice };
             await using var app = AgentHost.Build(options);
             string url;
             try

@@ -23,7 +23,7 @@ internal static class MigrateCommand
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
 
     private sealed record Settings(
-        string Memory, int Vcpus, string Workload, string Fill, string Technique, string? MaxBandwidth, string? DowntimeLimit,
+        string Memory, int Vcpus, string Workload, string Fill, string Technique, string DirtyLog, string? MaxBandwidth, string? DowntimeLimit,
         int? MaxRounds, long? DirtyThreshold, double? MaxRamMultiple, string? Timeout, TimeSpan Baseline,
         Uri? From, Uri? To, string? KeyFile, string? VmId, string ReportPath, bool Json);
 
@@ -34,6 +34,7 @@ internal static class MigrateCommand
         var workload = new Option<string>("--workload") { Description = "guest program: idle, or memtouch:rate=PAGES/S,wss=SIZE,pattern=uniform|sequential|hot-cold|zipf,content=zero|text|random|mix,seed=N", DefaultValueFactory = _ => "memtouch:rate=20000,wss=256MiB" };
         var fill = new Option<string>("--fill") { Description = "initial RAM content: none, zero, text, random, mix", DefaultValueFactory = _ => "none" };
         var technique = new Option<string>("--technique") { Description = "stop-and-copy or precopy", DefaultValueFactory = _ => "precopy" };
+        var dirtyLog = new Option<string>("--dirty-log") { Description = "dirty tracking: auto (cheaper for the workload on this host), kernel (userfaultfd + PAGEMAP_SCAN) or software", DefaultValueFactory = _ => "auto" };
         var maxBandwidth = new Option<string?>("--max-bandwidth") { Description = "sender bandwidth limit, e.g. 125MB/s or 1Gbit/s (default: unlimited)" };
         var downtime = new Option<string?>("--downtime-limit") { Description = "stop when the rest fits in this pause at the measured bandwidth (default 300ms)" };
         var maxRounds = new Option<int?>("--max-rounds") { Description = "stop after this many live rounds (default: no cap)" };
@@ -49,13 +50,13 @@ internal static class MigrateCommand
         var json = new Option<bool>("--json") { Description = "print the report as JSON instead of the progress display and tables" };
         var cmd = new Command("migrate", "Migrate a running VM between two agents, with live progress and a report")
         {
-            memory, vcpus, workload, fill, technique, maxBandwidth, downtime, maxRounds, dirtyThreshold, ramMultiple, timeout,
+            memory, vcpus, workload, fill, technique, dirtyLog, maxBandwidth, downtime, maxRounds, dirtyThreshold, ramMultiple, timeout,
             baseline, from, to, keyFile, vm, report, json,
         };
         cmd.SetAction(async (p, ct) =>
         {
             var s = new Settings(
-                p.GetValue(memory)!, p.GetValue(vcpus), p.GetValue(workload)!, p.GetValue(fill)!, p.GetValue(technique)!,
+                p.GetValue(memory)!, p.GetValue(vcpus), p.GetValue(workload)!, p.GetValue(fill)!, p.GetValue(technique)!, p.GetValue(dirtyLog)!,
                 p.GetValue(maxBandwidth), p.GetValue(downtime), p.GetValue(maxRounds), p.GetValue(dirtyThreshold), p.GetValue(ramMultiple),
                 p.GetValue(timeout), ParseDuration(p.GetValue(baseline)!, "--baseline"),
                 ParseUrl(p.GetValue(from), "--from"), ParseUrl(p.GetValue(to), "--to"), p.GetValue(keyFile), p.GetValue(vm),
@@ -133,6 +134,7 @@ internal static class MigrateCommand
         VmId = vmId,
         Target = target,
         Technique = s.Technique,
+        DirtyLog = s.DirtyLog,
         MaxBandwidth = s.MaxBandwidth,
         DowntimeLimit = s.DowntimeLimit,
         MaxRounds = s.MaxRounds,

@@ -9,6 +9,9 @@ public sealed record MigrationOptions
 
     public MigrationTechnique Technique { get; init; } = MigrationTechnique.PreCopy;
 
+    /// <summary>Which dirty log tracks the guest during live rounds.</summary>
+    public Tracking.DirtyLogChoice DirtyLog { get; init; } = Tracking.DirtyLogChoice.Auto;
+
     public PreCopyOptions PreCopy { get; init; } = new();
 
     /// <summary>Sender-side limit in bytes/s; 0 = unlimited.</summary>

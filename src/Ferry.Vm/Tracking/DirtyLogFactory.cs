@@ -1,6 +1,7 @@
 using System.Globalization;
 using Ferry.Core.Paging;
 using Ferry.Core.Tracking;
+using Ferry.Core.Workloads;
 using Ferry.Native.Linux;
 using Ferry.Vm.Memory;
 
@@ -34,11 +35,20 @@ public static class DirtyLogFactory
     /// </summary>
     public static readonly TimeSpan AutoKernelMaxFaultCost = TimeSpan.FromMicroseconds(0.3);
 
+    /// <summary>
+    /// What one mark in the software bitmap costs the guest per write: 40–140 ns measured
+    /// (bench/Ferry.Bench.Tracking/README.md, 4 MiB and 256 MiB working sets).
+    /// </summary>
+    public static readonly TimeSpan SoftwareMarkCost = TimeSpan.FromMicroseconds(0.1);
+
+    /// <summary>Writes per second of an unthrottled memtouch vCPU, measured with no tracking (same README).</summary>
+    public const double UnthrottledWritesPerSecond = 5e6;
+
     /// <summary>Creates the chosen dirty log (not started). <paramref name="host"/> defaults to <see cref="HostCapabilities.Current"/>.</summary>
-    public static IDirtyLog Create(GuestMemory memory, DirtyLogChoice choice, HostCapabilities? host = null)
+    public static IDirtyLog Create(GuestMemory memory, DirtyLogChoice choice, HostCapabilities? host = null, WorkloadSpec? workload = null)
     {
         ArgumentNullException.ThrowIfNull(memory);
-        DirtyLogDecision decision = Decide(choice, host ?? HostCapabilities.Current);
+        DirtyLogDecision decision = Decide(choice, host ?? HostCapabilities.Current, workload);
         if (decision.IsKernel && OperatingSystem.IsLinux())
         {
             return new KernelDirtyLog(memory, decision.Reason);
@@ -47,7 +57,14 @@ public static class DirtyLogFactory
     }
 
     /// <summary>Which backend <paramref name="choice"/> means on <paramref name="host"/>, with the reason for the report.</summary>
-    public static DirtyLogDecision Decide(DirtyLogChoice choice, HostCapabilities host)
+    /// <remarks>
+    /// With a workload, auto compares the two costs for that workload class over a one-second
+    /// round: the kernel log pays one write-protect fault per distinct page written, the software
+    /// log one mark per write. Many rewrites of a small hot set favour the kernel; writes spread
+    /// over a large working set favour the bitmap; an idle guest costs neither, and the bitmap's
+    /// harvest is the cheaper one.
+    /// </remarks>
+    public static DirtyLogDecision Decide(DirtyLogChoice choice, HostCapabilities host, WorkloadSpec? workload = null)
     {
         ArgumentNullException.ThrowIfNull(host);
         string? missing = host.KernelDirtyLogMissing
@@ -71,6 +88,10 @@ public static class DirtyLogFactory
                 {
                     return new("software", "software: the write-protect fault cost was not measured (auto)");
                 }
+                if (workload is not null)
+                {
+                    return DecideForWorkload(workload, cost);
+                }
                 string measured = string.Create(CultureInfo.InvariantCulture,
                     $"a write-protect fault costs {cost.TotalMicroseconds:0.0#} µs here (auto takes the kernel log at ≤ {AutoKernelMaxFaultCost.TotalMicroseconds:0.0#} µs)");
                 return cost <= AutoKernelMaxFaultCost
@@ -79,5 +100,29 @@ public static class DirtyLogFactory
             default:
                 throw new ArgumentOutOfRangeException(nameof(choice), choice, "unknown dirty log choice");
         }
+    }
+
+    private static DirtyLogDecision DecideForWorkload(WorkloadSpec workload, TimeSpan faultCost)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        if (workload.Program == "idle")
+        {
+            return new("software", "software: idle guest, nothing to track and the bitmap harvests in microseconds (auto)");
+        }
+        double writes = workload.Rate > 0 ? workload.Rate : UnthrottledWritesPerSecond;
+        double wss = Math.Max(1, PageSize.PagesFor(workload.WorkingSetBytes));
+        // Most writes land in the hot part; that is what bounds the distinct pages per round.
+        double hot = workload.Pattern switch
+        {
+            AccessPattern.HotCold => Math.Max(1, wss * workload.HotFraction),
+            AccessPattern.Zipf => Math.Max(1, wss * 0.1),
+            _ => wss,
+        };
+        double distinct = hot * (1 - Math.Exp(-writes / hot));
+        double kernelUs = distinct * faultCost.TotalMicroseconds;
+        double softwareUs = writes * SoftwareMarkCost.TotalMicroseconds;
+        string why = string.Create(inv,
+            $"{workload.Program} writes {writes:0} pages/s over ~{hot:0} hot pages: ~{distinct:0} write-protect faults/s × {faultCost.TotalMicroseconds:0.0#} µs = {kernelUs / 1000:0.#} ms/s for the kernel log vs {writes:0} marks × {SoftwareMarkCost.TotalMicroseconds:0.0#} µs = {softwareUs / 1000:0.#} ms/s for the bitmap (auto)");
+        return kernelUs < softwareUs ? new("kernel", $"{KernelReason}: {why}") : new("software", "software: " + why);
     }
 }
