@@ -20,11 +20,12 @@ public sealed class MigrationFailureTests
         Fill = "random",
     };
 
-    private static StartMigrationRequest Slow(string vmId, Uri target) => new()
+    private static StartMigrationRequest Slow(string vmId, Uri target, string dirtyLog) => new()
     {
         VmId = vmId,
         Target = target.ToString(),
         MaxBandwidth = "12MB/s",
+        DirtyLog = dirtyLog,
     };
 
     private static async Task<MigrationView> WaitUntilPagesFlow(AgentProcess source, string migrationId) =>
@@ -53,13 +54,24 @@ public sealed class MigrationFailureTests
     }
 
     [Fact]
-    public async Task Destination_killed_during_precopy_leaves_the_source_running_and_a_retry_succeeds()
+    public Task Destination_killed_during_precopy_leaves_the_source_running_and_a_retry_succeeds() => DestinationKilled("software");
+
+    [KernelDirtyLogFact]
+    public Task Destination_killed_during_precopy_with_the_kernel_dirty_log() => DestinationKilled("kernel");
+
+    [Fact]
+    public Task Cancel_during_precopy_leaves_the_source_running_the_destination_empty_and_a_retry_succeeds() => Cancelled("software");
+
+    [KernelDirtyLogFact]
+    public Task Cancel_during_precopy_with_the_kernel_dirty_log() => Cancelled("kernel");
+
+    private static async Task DestinationKilled(string dirtyLog)
     {
         using var key = new KeyFile();
         using var source = AgentProcess.Start(key);
         using var dest = AgentProcess.Start(key);
         await source.Client.CreateVmAsync(SlowVm("victim"), default);
-        var m = await source.Client.StartMigrationAsync(Slow("victim", dest.Api), default);
+        var m = await source.Client.StartMigrationAsync(Slow("victim", dest.Api, dirtyLog), default);
         var flowing = await WaitUntilPagesFlow(source, m.Id);
         Assert.Equal("running", flowing.State);
         ulong opsBefore = (await source.Client.GetVmAsync("victim", default)).Ops;
@@ -71,19 +83,19 @@ public sealed class MigrationFailureTests
         Assert.NotNull(failed.Error);
         Assert.Matches("(?i)destination|connection", failed.Error);
         Assert.Equal("failed", failed.Report!.Outcome);
+        Assert.Equal(dirtyLog, failed.Report.DirtyLog.Backend);
         Assert.True((await source.Client.GetVmAsync("victim", default)).Ops > opsBefore, "the workload must not stop while the migration fails");
         await AssertStillRunning(source, "victim");
         await AssertSecondMigrationSucceeds(source, "victim", key);
     }
 
-    [Fact]
-    public async Task Cancel_during_precopy_leaves_the_source_running_the_destination_empty_and_a_retry_succeeds()
+    private static async Task Cancelled(string dirtyLog)
     {
         using var key = new KeyFile();
         using var source = AgentProcess.Start(key);
         using var dest = AgentProcess.Start(key);
         await source.Client.CreateVmAsync(SlowVm("keeper"), default);
-        var m = await source.Client.StartMigrationAsync(Slow("keeper", dest.Api), default);
+        var m = await source.Client.StartMigrationAsync(Slow("keeper", dest.Api, dirtyLog), default);
         await WaitUntilPagesFlow(source, m.Id);
 
         await source.Client.CancelMigrationAsync(m.Id, default);
