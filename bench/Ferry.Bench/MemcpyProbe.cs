@@ -11,7 +11,10 @@ namespace Ferry.Bench;
 /// installing pages into never-touched anonymous memory (what <c>GuestMemory.InstallPage</c> does
 /// on a fresh destination: one page fault per 4 KiB page) against installing into memory that is
 /// already populated, plus the XxHash3 per page that each end runs twice (frame checksum and
-/// digest). Copies go page by page, as the destination does.
+/// digest). Copies go page by page, as the destination does. Another pass copies into a second
+/// fresh mapping after a one-byte store per page, to show what the double fault costs (a managed
+/// 4 KiB copy into a never-touched page takes two minor faults on this machine, as if the
+/// destination were read before it is written; a store takes one and leaves the page writable).
 /// </summary>
 internal static unsafe class MemcpyProbe
 {
@@ -20,16 +23,28 @@ internal static unsafe class MemcpyProbe
     /// <param name="HashSeconds">XxHash3-64 of every source page.</param>
     /// <param name="FreshMinorFaults">Minor page faults the calling thread took during the fresh pass.</param>
     /// <param name="FreshSystemSeconds">Kernel CPU time of the calling thread during the fresh pass.</param>
-    public sealed record Result(long Bytes, double FreshSeconds, double TouchedSeconds, double HashSeconds, long FreshMinorFaults, double FreshSystemSeconds)
+    /// <param name="StoreFirstSeconds">Copy into another never-touched mapping, each page first written with one byte.</param>
+    /// <param name="StoreFirstMinorFaults">Minor page faults during that pass.</param>
+    public sealed record Result(long Bytes, double FreshSeconds, double TouchedSeconds, double HashSeconds, long FreshMinorFaults, double FreshSystemSeconds,
+        double StoreFirstSeconds, long StoreFirstMinorFaults)
     {
+        public long Pages => Bytes / PageSize.Bytes;
+        public double StoreFirstBytesPerSecond => Bytes / StoreFirstSeconds;
+        public double FreshFaultsPerPage => FreshMinorFaults / (double)Pages;
+        public double StoreFirstFaultsPerPage => StoreFirstMinorFaults / (double)Pages;
         public double FreshBytesPerSecond => Bytes / FreshSeconds;
         public double TouchedBytesPerSecond => Bytes / TouchedSeconds;
         public double HashBytesPerSecond => Bytes / HashSeconds;
         public double FreshMicrosecondsPerPage => FreshSeconds * 1e6 / (Bytes / PageSize.Bytes);
     }
 
-    /// <summary>Runs the three passes over the populated pages of <paramref name="source"/> (which must not change meanwhile).</summary>
-    public static Result Measure(GuestMemory source)
+    /// <summary>
+    /// Runs the passes over the populated pages of <paramref name="source"/> (which must not change
+    /// meanwhile). Both fresh mappings are made up front and nothing is unmapped in between, so
+    /// neither fresh pass reuses memory the other just freed; <paramref name="storeFirstPassFirst"/>
+    /// swaps their order (alternate it between repeats to cancel order effects).
+    /// </summary>
+    public static Result Measure(GuestMemory source, bool storeFirstPassFirst)
     {
         long[] pages = Enumerable.Range(0, checked((int)source.PageCount)).Select(p => (long)p).Where(source.IsPopulated).ToArray();
         long bytes = (long)pages.Length * PageSize.Bytes;
@@ -37,39 +52,59 @@ internal static unsafe class MemcpyProbe
         {
             throw new InvalidOperationException("source memory has no populated page to copy");
         }
-        using var target = new AnonymousMapping(source.SizeBytes);
-        byte* dst = target.Pointer;
+        using var plain = new AnonymousMapping(source.SizeBytes);
+        using var storeFirst = new AnonymousMapping(source.SizeBytes);
 
-        ThreadCpu cpu0 = ThreadCpu.Now();
-        long t0 = Stopwatch.GetTimestamp();
-        foreach (long p in pages)
+        (double Seconds, ThreadCpu Cpu) fresh, stored;
+        if (storeFirstPassFirst)
         {
-            source.PageView(p).CopyTo(new Span<byte>(dst + (p << PageSize.Shift), PageSize.Bytes));
+            stored = Copy(source, pages, storeFirst.Pointer, storeFirst: true);
+            fresh = Copy(source, pages, plain.Pointer, storeFirst: false);
         }
-        long t1 = Stopwatch.GetTimestamp();
-        ThreadCpu fresh = ThreadCpu.Now() - cpu0;
-        foreach (long p in pages)
+        else
         {
-            source.PageView(p).CopyTo(new Span<byte>(dst + (p << PageSize.Shift), PageSize.Bytes));
+            fresh = Copy(source, pages, plain.Pointer, storeFirst: false);
+            stored = Copy(source, pages, storeFirst.Pointer, storeFirst: true);
         }
+        (double touchedSeconds, _) = Copy(source, pages, plain.Pointer, storeFirst: false);
+
         long t2 = Stopwatch.GetTimestamp();
         ulong fold = 0;
         foreach (long p in pages)
         {
             fold ^= XxHash3.HashToUInt64(source.PageView(p));
         }
-        long t3 = Stopwatch.GetTimestamp();
-        // Use the fold so the hashing cannot be optimised away, and check the copy while at it.
-        ulong check = 0;
+        double hashSeconds = Stopwatch.GetElapsedTime(t2).TotalSeconds;
+        // Use the fold so the hashing cannot be optimised away, and check both copies while at it.
+        ulong a = 0;
+        ulong b = 0;
         foreach (long p in pages)
         {
-            check ^= XxHash3.HashToUInt64(new ReadOnlySpan<byte>(dst + (p << PageSize.Shift), PageSize.Bytes));
+            a ^= XxHash3.HashToUInt64(new ReadOnlySpan<byte>(plain.Pointer + (p << PageSize.Shift), PageSize.Bytes));
+            b ^= XxHash3.HashToUInt64(new ReadOnlySpan<byte>(storeFirst.Pointer + (p << PageSize.Shift), PageSize.Bytes));
         }
-        if (check != fold)
+        if (a != fold || b != fold)
         {
-            throw new InvalidOperationException("memcpy probe: the copy differs from the source");
+            throw new InvalidOperationException("memcpy probe: a copy differs from the source");
         }
-        double f = Stopwatch.Frequency;
-        return new Result(bytes, (t1 - t0) / f, (t2 - t1) / f, (t3 - t2) / f, fresh.MinorFaults, fresh.SystemSeconds);
+        return new Result(bytes, fresh.Seconds, touchedSeconds, hashSeconds, fresh.Cpu.MinorFaults, fresh.Cpu.SystemSeconds,
+            stored.Seconds, stored.Cpu.MinorFaults);
+    }
+
+    private static (double Seconds, ThreadCpu Cpu) Copy(GuestMemory source, long[] pages, byte* dst, bool storeFirst)
+    {
+        ThreadCpu cpu0 = ThreadCpu.Now();
+        long t0 = Stopwatch.GetTimestamp();
+        foreach (long p in pages)
+        {
+            byte* page = dst + (p << PageSize.Shift);
+            if (storeFirst)
+            {
+                *page = 0;
+            }
+            source.PageView(p).CopyTo(new Span<byte>(page, PageSize.Bytes));
+        }
+        double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        return (seconds, ThreadCpu.Now() - cpu0);
     }
 }
