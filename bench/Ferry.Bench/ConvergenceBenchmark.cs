@@ -72,6 +72,7 @@ internal static class ConvergenceBenchmark
         public double NonZeroFloorSeconds { get; init; }
         public double TotalOverNonZeroFloor { get; init; }
         public string LoadAverage { get; init; } = "";
+        public LoopbackMigration.SideCosts Sides { get; init; } = new();
         public MigrationReport? Report { get; init; }
     }
 
@@ -290,6 +291,7 @@ internal static class ConvergenceBenchmark
             NonZeroFloorSeconds = nzFloor,
             TotalOverNonZeroFloor = nzFloor > 0 ? totalS / nzFloor : double.NaN,
             LoadAverage = load,
+            Sides = m.Sides,
             Report = rep,
         };
     }
