@@ -1,0 +1,377 @@
+using System.Globalization;
+using Ferry.Core.Migration;
+using Ferry.Core.Paging;
+using Ferry.Core.Policy;
+using Ferry.Core.Reporting;
+using Ferry.Core.Units;
+using Ferry.Core.Workloads;
+using Ferry.Vm.Machine;
+
+namespace Ferry.Bench;
+
+/// <summary>
+/// `convergence`: pre-copy under a memtouch guest (working set × page-write rate) over a
+/// bandwidth-limited loopback link, with the default policy (300 ms downtime limit, 30 × RAM cap)
+/// plus a round cap. Each case runs the guest first for the baseline window, then migrates;
+/// total time is compared with the floor: the bytes the guest ever wrote ÷ bandwidth.
+/// </summary>
+internal static class ConvergenceBenchmark
+{
+    private static readonly long[] DefaultWss = [64L << 20, 256L << 20];
+    private static readonly long[] DefaultRates = [5_000, 20_000, 100_000];
+    private static readonly TimeSpan PolicyTimeout = TimeSpan.FromMinutes(10);
+    private static readonly TimeSpan RunTimeout = TimeSpan.FromMinutes(15);
+
+    public sealed record Case(long WssBytes, long Rate)
+    {
+        public string Label => $"{WssBytes >> 20}MiB@{Rate}";
+    }
+
+    public sealed record Settings
+    {
+        public long MemoryBytes { get; init; }
+        public int Repeats { get; init; }
+        public int MaxRounds { get; init; }
+        public string Pattern { get; init; } = "uniform";
+        public string? Content { get; init; }
+        public long BandwidthBytesPerSecond { get; init; }
+        public int Vcpus { get; init; }
+        public ulong Seed { get; init; }
+        public double BaselineSeconds { get; init; }
+        public double DowntimeLimitMs { get; init; }
+        public double MaxRamMultiple { get; init; }
+        public IReadOnlyList<string> Cases { get; init; } = [];
+    }
+
+    public sealed record Run
+    {
+        public string Case { get; init; } = "";
+        public int Repeat { get; init; }
+        public string Workload { get; init; } = "";
+        public string Outcome { get; init; } = "";
+        public double TotalMs { get; init; }
+        public double PreparationMs { get; init; }
+        public double DowntimeMs { get; init; }
+        public double FinalPagesMs { get; init; }
+        public double StateMs { get; init; }
+        public double SwitchoverMs { get; init; }
+        public double DestinationResumeMs { get; init; }
+        public int LiveRounds { get; init; }
+        public long WireBytes { get; init; }
+        public long PagesSent { get; init; }
+        public long UniquePages { get; init; }
+        public long ZeroPagesSent { get; init; }
+        public long PopulatedPagesAtEnd { get; init; }
+        public long NonZeroPagesAtEnd { get; init; }
+        public double BaselineOpsPerSecond { get; init; }
+        public double DuringOpsPerSecond { get; init; }
+        public double DegradationPercent { get; init; }
+        public string StopReason { get; init; } = "";
+        public double FloorSeconds { get; init; }
+        public double TotalOverFloor { get; init; }
+        public double NonZeroFloorSeconds { get; init; }
+        public double TotalOverNonZeroFloor { get; init; }
+        public string LoadAverage { get; init; } = "";
+        public LoopbackMigration.SideCosts Sides { get; init; } = new();
+        public MigrationReport? Report { get; init; }
+    }
+
+    public sealed record CaseSummary
+    {
+        public string Case { get; init; } = "";
+        public int Repeats { get; init; }
+        public double BaselineOpsPerSecond { get; init; }
+        public double TotalMs { get; init; }
+        public double DowntimeMs { get; init; }
+        public double FinalPagesMs { get; init; }
+        public double StateMs { get; init; }
+        public double SwitchoverMs { get; init; }
+        public double LiveRounds { get; init; }
+        public double WireBytes { get; init; }
+        public double DegradationPercent { get; init; }
+        public string StopKinds { get; init; } = "";
+        public string MedianRunStopReason { get; init; } = "";
+        public double UniquePages { get; init; }
+        public double FloorSeconds { get; init; }
+        public double TotalOverFloor { get; init; }
+        public double NonZeroFloorSeconds { get; init; }
+        public double TotalOverNonZeroFloor { get; init; }
+        public double FullRamFloorSeconds { get; init; }
+    }
+
+    public static int Execute(BenchArgs args)
+    {
+        var cases = ParseCases(args.String("cases"));
+        string pattern = (args.String("pattern") ?? "uniform").ToLowerInvariant();
+        string? content = args.String("content")?.ToLowerInvariant();
+        var settings = new Settings
+        {
+            MemoryBytes = args.Bytes("memory", 512L << 20),
+            Repeats = args.Int("repeats", 3, 1, 50),
+            MaxRounds = args.Int("max-rounds", 10, 1, 1000),
+            Pattern = pattern,
+            Content = content,
+            BandwidthBytesPerSecond = args.Rate("bandwidth", 125_000_000),
+            Vcpus = args.Int("vcpus", 1, 1, 64),
+            Seed = (ulong)args.Int("seed", 7, 0, int.MaxValue),
+            BaselineSeconds = MigrationOptions.DefaultBaselineWindow.TotalSeconds,
+            DowntimeLimitMs = PreCopyOptions.DefaultDowntimeLimit.TotalMilliseconds,
+            MaxRamMultiple = PreCopyOptions.DefaultMaxRamMultiple,
+            Cases = cases.Select(c => c.Label).ToArray(),
+        };
+        string? outPath = args.String("out");
+        bool noWarmup = args.Flag("no-warmup");
+        args.RejectUnknown();
+        // Fail on a bad workload before any VM is built.
+        foreach (Case c in cases)
+        {
+            WorkloadSpec.Parse(WorkloadFor(c, settings));
+        }
+
+        var env = BenchEnvironment.Capture();
+        DateTimeOffset startedAt = DateTimeOffset.Now;
+        double fullRamFloor = settings.MemoryBytes / (double)settings.BandwidthBytesPerSecond;
+        Console.WriteLine($"# Ferry bench: convergence (memtouch, pre-copy, {settings.BandwidthBytesPerSecond / 1e6:0.#} MB/s limit, loopback TCP)");
+        Console.WriteLine();
+        Console.WriteLine($"- VM: {settings.MemoryBytes >> 20} MiB RAM, {settings.Vcpus} vCPU, workload `{WorkloadFor(cases[0], settings)}` (wss and rate per case)");
+        Console.WriteLine($"- policy: default pre-copy (downtime limit {settings.DowntimeLimitMs:0} ms, cap {settings.MaxRamMultiple:0} × RAM) " +
+                          $"**plus round cap --max-rounds {settings.MaxRounds}** (without it, non-converging cases run to the 30 × RAM cap: " +
+                          $"{settings.MaxRamMultiple * settings.MemoryBytes / settings.BandwidthBytesPerSecond:0} s each here)");
+        Console.WriteLine($"- each run: VM started, runs {settings.BaselineSeconds:0} s (degradation baseline window), then migrates; {settings.Repeats} repeat(s), medians reported");
+        Console.WriteLine($"- warm-up: {(noWarmup ? "none" : "one small untimed migration first (16MiB@5000 on a 64 MiB VM), so JIT compilation does not land in the first case's downtime")}");
+        Console.WriteLine($"- runtime: {env.Runtime}, {env.ProcessorCount} CPUs, tiered compilation {env.TieredCompilation}, load average {env.LoadAverageAtStart}");
+        Console.WriteLine();
+
+        Run? warmup = null;
+        if (!noWarmup)
+        {
+            // Untimed: the first migration in a process pays JIT compilation (tiering is off, so
+            // every method is compiled fully optimised on first call), some of it inside the downtime.
+            // Its figures are kept in the JSON as what a cold process sees.
+            var w = new Case(16L << 20, 5_000);
+            var ws = settings with { MemoryBytes = 64L << 20, BaselineSeconds = 0.5 };
+            Progress($"warm-up (untimed): {w.Label} on a {ws.MemoryBytes >> 20} MiB VM");
+            warmup = RunOnce(w, 0, ws);
+            Progress($"  warm-up downtime {warmup.DowntimeMs:0} ms (final pages {warmup.FinalPagesMs:0.0} / state {warmup.StateMs:0.0} / switchover {warmup.SwitchoverMs:0.0} ms)");
+        }
+
+        var runs = new List<Run>();
+        int total = settings.Repeats * cases.Count;
+        int n = 0;
+        // Repeat-major order, so a burst of noise from the shared machine spreads over cases instead of sinking one.
+        for (int r = 1; r <= settings.Repeats; r++)
+        {
+            foreach (Case c in cases)
+            {
+                n++;
+                Progress($"run {n}/{total}: {c.Label}, repeat {r}");
+                Run run = RunOnce(c, r, settings);
+                runs.Add(run);
+                Progress($"  {run.Outcome}: total {run.TotalMs / 1000:0.00} s, downtime {run.DowntimeMs:0} ms, {run.LiveRounds} live rounds, " +
+                         $"wire {run.WireBytes / 1048576.0:0} MiB, degradation {run.DegradationPercent:0.0} %, total/floor {run.TotalOverFloor:0.00}; {run.StopReason}");
+            }
+        }
+
+        var summaries = cases.Select(c => Summarise(c, runs.Where(x => x.Case == c.Label).ToList(), fullRamFloor)).ToList();
+        Print(summaries, runs, settings, fullRamFloor);
+
+        var file = new ResultFile
+        {
+            Verb = "convergence",
+            Command = string.Join(' ', args.Raw),
+            StartedAt = startedAt,
+            FinishedAt = DateTimeOffset.Now,
+            LoadAverageAtEnd = BenchEnvironment.LoadAverage(),
+            Environment = env,
+            Settings = settings,
+            Summary = new { FullRamFloorSeconds = fullRamFloor, Cases = summaries, ColdProcessWarmup = warmup },
+            Runs = runs,
+        };
+        string saved = file.Save(outPath);
+        Console.WriteLine();
+        Console.WriteLine($"JSON: {saved}");
+        return 0;
+    }
+
+    private static List<Case> ParseCases(string? text)
+    {
+        if (text is null)
+        {
+            return DefaultWss.SelectMany(w => DefaultRates.Select(r => new Case(w, r))).ToList();
+        }
+        var list = new List<Case>();
+        foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            int at = part.IndexOf('@');
+            if (at <= 0
+                || !UnitParser.TryParseBytes(part[..at], out long wss, out _) || wss < PageSize.Bytes
+                || !long.TryParse(part[(at + 1)..], NumberStyles.Integer, CultureInfo.InvariantCulture, out long rate) || rate <= 0)
+            {
+                throw new BenchUsageException($"--cases: '{part}' is not WSS@RATE (example: 64MiB@5000,256MiB@100000)");
+            }
+            list.Add(new Case(wss, rate));
+        }
+        return list.Count > 0 ? list : throw new BenchUsageException("--cases is empty");
+    }
+
+    private static string WorkloadFor(Case c, Settings s) =>
+        $"memtouch:rate={c.Rate},wss={c.WssBytes >> 20}MiB,pattern={s.Pattern}," + (s.Content is null ? "" : $"content={s.Content},") + $"seed={s.Seed}";
+
+    private static Run RunOnce(Case c, int repeat, Settings s)
+    {
+        string workload = WorkloadFor(c, s);
+        using var vm = VirtualMachine.Create(new VmConfig
+        {
+            Name = "bench-convergence",
+            MemoryBytes = s.MemoryBytes,
+            Vcpus = s.Vcpus,
+            Workload = workload,
+        });
+        vm.Start();
+        // The baseline: the guest runs alone for the window the report's degradation figure compares against.
+        Thread.Sleep(TimeSpan.FromSeconds(s.BaselineSeconds) + TimeSpan.FromMilliseconds(150));
+        string load = BenchEnvironment.LoadAverage();
+        var options = new MigrationOptions
+        {
+            Technique = MigrationTechnique.PreCopy,
+            MaxBandwidthBytesPerSecond = s.BandwidthBytesPerSecond,
+            PreCopy = new PreCopyOptions { MaxRounds = s.MaxRounds, Timeout = PolicyTimeout },
+        };
+        LoopbackMigration.Result m = LoopbackMigration.Run(vm, options, $"bench-conv-{c.Label}-{repeat}", RunTimeout);
+        MigrationReport rep = m.Report;
+        if (rep.Outcome != "completed" || !rep.Verification.DigestsMatch)
+        {
+            throw new InvalidOperationException($"{c.Label} repeat {repeat}: migration did not complete cleanly: outcome {rep.Outcome}, " +
+                                                $"error {rep.Error ?? m.DestinationError ?? "none"}");
+        }
+        // The source VM is paused now: count what the guest wrote, and how much of it is non-zero.
+        long populated = 0;
+        long nonZero = 0;
+        for (long p = 0; p < vm.Memory.PageCount; p++)
+        {
+            if (vm.Memory.IsPopulated(p))
+            {
+                populated++;
+                if (vm.Memory.PageView(p).ContainsAnyExcept((byte)0))
+                {
+                    nonZero++;
+                }
+            }
+        }
+        double bw = s.BandwidthBytesPerSecond;
+        double floor = rep.Pages.Unique * (double)PageSize.Bytes / bw;
+        double nzFloor = nonZero * (double)PageSize.Bytes / bw;
+        double totalS = rep.Timing.TotalMs / 1000;
+        return new Run
+        {
+            Case = c.Label,
+            Repeat = repeat,
+            Workload = workload,
+            Outcome = rep.Outcome,
+            TotalMs = rep.Timing.TotalMs,
+            PreparationMs = rep.Timing.PreparationMs,
+            DowntimeMs = rep.Timing.DowntimeMs,
+            FinalPagesMs = rep.Timing.DowntimeParts.FinalPagesMs,
+            StateMs = rep.Timing.DowntimeParts.StateMs,
+            SwitchoverMs = rep.Timing.DowntimeParts.SwitchoverMs,
+            DestinationResumeMs = rep.Timing.DowntimeParts.DestinationResumeMs,
+            LiveRounds = rep.Rounds.Count(x => x.Kind == "live"),
+            WireBytes = rep.Pages.WireBytes,
+            PagesSent = rep.Pages.Sent,
+            UniquePages = rep.Pages.Unique,
+            ZeroPagesSent = rep.Pages.ZeroSent,
+            PopulatedPagesAtEnd = populated,
+            NonZeroPagesAtEnd = nonZero,
+            BaselineOpsPerSecond = rep.Degradation.BaselineOpsPerSecond,
+            DuringOpsPerSecond = rep.Degradation.DuringOpsPerSecond,
+            DegradationPercent = rep.Degradation.DegradationPercent,
+            StopReason = rep.StopReason ?? "",
+            FloorSeconds = floor,
+            TotalOverFloor = floor > 0 ? totalS / floor : double.NaN,
+            NonZeroFloorSeconds = nzFloor,
+            TotalOverNonZeroFloor = nzFloor > 0 ? totalS / nzFloor : double.NaN,
+            LoadAverage = load,
+            Sides = m.Sides,
+            Report = rep,
+        };
+    }
+
+    private static string StopKind(string reason) =>
+        reason.StartsWith("converged", StringComparison.Ordinal) ? "converged"
+        : reason.StartsWith("round cap", StringComparison.Ordinal) ? "round cap"
+        : reason.StartsWith("sent ", StringComparison.Ordinal) ? "RAM-multiple cap"
+        : reason.StartsWith("dirty pages", StringComparison.Ordinal) ? "dirty threshold"
+        : reason;
+
+    private static CaseSummary Summarise(Case c, List<Run> runs, double fullRamFloor)
+    {
+        Run medianRun = runs.OrderBy(r => r.TotalMs).ElementAt(runs.Count / 2);
+        string kinds = string.Join(", ", runs.GroupBy(r => StopKind(r.StopReason)).Select(g => $"{g.Key} {g.Count()}/{runs.Count}"));
+        return new CaseSummary
+        {
+            Case = c.Label,
+            Repeats = runs.Count,
+            BaselineOpsPerSecond = Stats.Median(runs.Select(r => r.BaselineOpsPerSecond)),
+            TotalMs = Stats.Median(runs.Select(r => r.TotalMs)),
+            DowntimeMs = Stats.Median(runs.Select(r => r.DowntimeMs)),
+            FinalPagesMs = Stats.Median(runs.Select(r => r.FinalPagesMs)),
+            StateMs = Stats.Median(runs.Select(r => r.StateMs)),
+            SwitchoverMs = Stats.Median(runs.Select(r => r.SwitchoverMs)),
+            LiveRounds = Stats.Median(runs.Select(r => (double)r.LiveRounds)),
+            WireBytes = Stats.Median(runs.Select(r => (double)r.WireBytes)),
+            DegradationPercent = Stats.Median(runs.Select(r => r.DegradationPercent)),
+            StopKinds = kinds,
+            MedianRunStopReason = medianRun.StopReason,
+            UniquePages = Stats.Median(runs.Select(r => (double)r.UniquePages)),
+            FloorSeconds = Stats.Median(runs.Select(r => r.FloorSeconds)),
+            TotalOverFloor = Stats.Median(runs.Select(r => r.TotalOverFloor)),
+            NonZeroFloorSeconds = Stats.Median(runs.Select(r => r.NonZeroFloorSeconds)),
+            TotalOverNonZeroFloor = Stats.Median(runs.Select(r => r.TotalOverNonZeroFloor)),
+            FullRamFloorSeconds = fullRamFloor,
+        };
+    }
+
+    private static void Print(List<CaseSummary> summaries, List<Run> runs, Settings s, double fullRamFloor)
+    {
+        var t = new MarkdownTable("case (wss@writes/s)", "baseline writes/s", "live rounds", "total s", "downtime ms",
+            "final pages / state / switchover ms", "wire MiB", "degradation %", "stop", "written MiB", "floor s", "total ÷ floor", "total ÷ non-zero floor");
+        foreach (CaseSummary c in summaries)
+        {
+            t.Add(c.Case, c.BaselineOpsPerSecond.ToString("0", CultureInfo.InvariantCulture), c.LiveRounds.ToString("0.#", CultureInfo.InvariantCulture),
+                F(c.TotalMs / 1000), c.DowntimeMs.ToString("0", CultureInfo.InvariantCulture),
+                $"{c.FinalPagesMs:0} / {c.StateMs:0.0} / {c.SwitchoverMs:0}", (c.WireBytes / 1048576).ToString("0", CultureInfo.InvariantCulture),
+                c.DegradationPercent.ToString("0.0", CultureInfo.InvariantCulture), c.StopKinds,
+                (c.UniquePages * PageSize.Bytes / 1048576).ToString("0", CultureInfo.InvariantCulture),
+                F(c.FloorSeconds), F(c.TotalOverFloor), F(c.TotalOverNonZeroFloor));
+        }
+        Console.WriteLine($"## Medians of {s.Repeats} repeat(s) per case (round cap --max-rounds {s.MaxRounds})");
+        Console.WriteLine();
+        Console.WriteLine(t);
+        Console.WriteLine($"Floor = RAM the guest wrote (distinct pages sent × 4096) ÷ {s.BandwidthBytesPerSecond / 1e6:0.#} MB/s. " +
+                          $"Floor with the full RAM size ({s.MemoryBytes >> 20} MiB): **{F(fullRamFloor)} s**. " +
+                          "The non-zero floor counts only written pages whose content is not all zeros at the end (memtouch's default content=mix " +
+                          "writes zeros into about a quarter of its pages, which travel as 8-byte zero entries). " +
+                          "Downtime = pause → resume acknowledged; its parts as the source's report splits them.");
+        Console.WriteLine();
+        Console.WriteLine($"> {BenchEnvironment.MachineCaveat} Here that shapes the destination's installs (fresh guest RAM) " +
+                          "and the guest's first writes to never-touched pages during the baseline window.");
+        Console.WriteLine();
+
+        var all = new MarkdownTable("case", "repeat", "baseline writes/s", "live rounds", "total s", "downtime ms", "wire MiB", "degradation %", "total ÷ floor", "load avg", "stop reason");
+        foreach (Run r in runs.OrderBy(r => s.Cases.ToList().IndexOf(r.Case)).ThenBy(r => r.Repeat))
+        {
+            all.Add(r.Case, r.Repeat.ToString(CultureInfo.InvariantCulture), r.BaselineOpsPerSecond.ToString("0", CultureInfo.InvariantCulture),
+                r.LiveRounds.ToString(CultureInfo.InvariantCulture), F(r.TotalMs / 1000), r.DowntimeMs.ToString("0", CultureInfo.InvariantCulture),
+                (r.WireBytes / 1048576.0).ToString("0", CultureInfo.InvariantCulture), r.DegradationPercent.ToString("0.0", CultureInfo.InvariantCulture),
+                F(r.TotalOverFloor), r.LoadAverage, r.StopReason);
+        }
+        Console.WriteLine("## All runs");
+        Console.WriteLine();
+        Console.WriteLine(all);
+    }
+
+    private static void Progress(string message) =>
+        Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss}] {message}");
+
+    private static string F(double v) => double.IsNaN(v) ? "n/a" : v.ToString("0.00", CultureInfo.InvariantCulture);
+}

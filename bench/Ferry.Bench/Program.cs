@@ -1,0 +1,61 @@
+namespace Ferry.Bench;
+
+internal static class Program
+{
+    private const string Usage = """
+        Ferry macro benchmarks (real migrations over loopback TCP, in one process).
+
+        usage: dotnet run -c Release --project bench/Ferry.Bench -- <verb> [options]
+
+        verbs:
+          stream        idle VM full of random bytes, pre-copy, no bandwidth limit, against raw .NET TCP
+                        over loopback and page copies into fresh vs touched memory
+              --memory SIZE      guest RAM (default 1GiB)
+              --repeats N        repeats (default 3); each is printed, then the median
+              --no-warmup        skip the small untimed warm-up migration
+              --out PATH         JSON results (default bench-results/stream-<timestamp>.json)
+
+          convergence   memtouch guest, pre-copy with the default policy at a bandwidth limit
+              --memory SIZE      guest RAM (default 512MiB)
+              --cases LIST       WSS@RATE,... (default 64MiB@5000,64MiB@20000,64MiB@100000,
+                                 256MiB@5000,256MiB@20000,256MiB@100000)
+              --max-rounds N     live-round cap (default 10)
+              --pattern P        uniform | sequential | hot-cold | zipf (default uniform)
+              --content C        zero | text | random | mix (default: memtouch's own, mix)
+              --bandwidth RATE   sender limit (default 125MB/s = 125000000 bytes/s)
+              --vcpus N          guest vCPUs (default 1)
+              --seed N           workload seed (default 7)
+              --repeats N        repeats per case (default 3); medians are reported
+              --no-warmup        skip the small untimed warm-up migration
+              --out PATH         JSON results (default bench-results/convergence-<timestamp>.json)
+
+        Tiered compilation is off (runtimeconfig); DOTNET_TieredCompilation overrides it and is reported.
+        """;
+
+    public static int Main(string[] argv)
+    {
+        try
+        {
+            BenchArgs args = BenchArgs.Parse(argv);
+            switch (args.Verb)
+            {
+                case "stream":
+                    return StreamBenchmark.Execute(args);
+                case "convergence":
+                    return ConvergenceBenchmark.Execute(args);
+                case "help" or "--help" or "-h":
+                    Console.WriteLine(Usage);
+                    return 0;
+                default:
+                    throw new BenchUsageException($"unknown verb '{args.Verb}'");
+            }
+        }
+        catch (BenchUsageException ex)
+        {
+            Console.Error.WriteLine($"error: {ex.Message}");
+            Console.Error.WriteLine();
+            Console.Error.WriteLine(Usage);
+            return 2;
+        }
+    }
+}
