@@ -16,6 +16,14 @@ internal static class Bounded
         return task.GetAwaiter().GetResult();
     }
 
+    /// <summary>Runs <paramref name="action"/> on its own thread, rethrowing what it throws; fails the test if it does not end in time.</summary>
+    public static void Do(Action action, TimeSpan timeout, string what) =>
+        Run(() =>
+        {
+            action();
+            return 0;
+        }, timeout, what);
+
     /// <summary>Runs <paramref name="action"/> and returns what it threw (null if nothing), bounded in time.</summary>
     public static Exception? Catch(Action action, TimeSpan timeout, string what) =>
         Run<Exception?>(() =>
