@@ -118,7 +118,7 @@ public sealed class SoftwareDirtyLogTests
                     rng.NextBytes(data);
                     int len = 1 + rng.Next(64);
                     source.Write(rng.Next(Pages), rng.Next(Page - len + 1), data[..len]);
-                    writes++;
+                    Interlocked.Increment(ref writes);
                 }
             }) { IsBackground = true };
             writer.Start();
@@ -127,7 +127,9 @@ public sealed class SoftwareDirtyLogTests
             {
                 CopyPage(p);
             }
-            for (int round = 0; round < 40; round++)
+            // At least 40 rounds, and go on until the writer has really raced us (bounded).
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+            for (int round = 0; round < 40 || (Volatile.Read(ref writes) < 20_000 && DateTime.UtcNow < deadline); round++)
             {
                 log.GetAndClear(dirty);
                 foreach (long p in dirty)
@@ -144,7 +146,7 @@ public sealed class SoftwareDirtyLogTests
             }
             log.Stop();
 
-            Assert.True(writes > 1000, $"only {writes} writes raced the copier: the test proved little");
+            Assert.True(writes >= 20_000, $"only {writes} writes raced the copier: the test proved little");
             for (long p = 0; p < Pages; p++)
             {
                 Assert.True(source.PageView(p).SequenceEqual(copy.PageView(p)), $"trial {trial}: page {p} differs");
