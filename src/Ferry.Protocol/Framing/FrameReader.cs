@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.IO.Hashing;
 
 namespace Ferry.Protocol.Framing;
@@ -51,7 +52,7 @@ public sealed class FrameReader
         }
         int total = FrameHeader.Size + (int)length;
         ReadExactly(_buffer.AsSpan(FrameHeader.Size, (int)length), $"{DescribeType(_buffer[8])} payload ({length} bytes)");
-        ulong expectedChecksum = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(_buffer);
+        ulong expectedChecksum = BinaryPrimitives.ReadUInt64LittleEndian(_buffer);
         ulong actual = XxHash3.HashToUInt64(_buffer.AsSpan(8, total - 8));
         if (actual != expectedChecksum)
         {
