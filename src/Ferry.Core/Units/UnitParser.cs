@@ -65,10 +65,17 @@ public static class UnitParser
             {
                 bitFactor = f;
                 s = s[..^suffix.Length];
-                if (!double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) || v < 0)
+                // NaN and infinities parse as doubles; they are not rates (a NaN cast to long is 0, "unlimited").
+                if (!double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) || !double.IsFinite(v) || v < 0)
                 {
                     bytesPerSecond = 0;
                     error = $"'{text}' is not a rate (examples: 125MB/s, 1Gbit/s, 0 for unlimited)";
+                    return false;
+                }
+                if (v * bitFactor > long.MaxValue / 2)
+                {
+                    bytesPerSecond = 0;
+                    error = $"'{text}' is too large";
                     return false;
                 }
                 bytesPerSecond = (long)(v * bitFactor);

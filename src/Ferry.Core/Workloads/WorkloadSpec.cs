@@ -16,6 +16,9 @@ public enum PageContent { Zero, Text, Random, Mix }
 public sealed record WorkloadSpec
 {
     public const long DefaultWorkingSet = 256L << 20;
+    public const double DefaultHotFraction = 0.1;
+    public const double DefaultHotProbability = 0.9;
+    public const double DefaultTheta = 0.99;
 
     public string Program { get; init; } = "idle";
 
@@ -27,13 +30,13 @@ public sealed record WorkloadSpec
     public AccessPattern Pattern { get; init; } = AccessPattern.Uniform;
 
     /// <summary>Hot-cold: share of the working set that is hot.</summary>
-    public double HotFraction { get; init; } = 0.1;
+    public double HotFraction { get; init; } = DefaultHotFraction;
 
     /// <summary>Hot-cold: probability that a write goes to the hot set.</summary>
-    public double HotProbability { get; init; } = 0.9;
+    public double HotProbability { get; init; } = DefaultHotProbability;
 
     /// <summary>Zipf exponent.</summary>
-    public double Theta { get; init; } = 0.99;
+    public double Theta { get; init; } = DefaultTheta;
 
     public PageContent Content { get; init; } = PageContent.Mix;
 
@@ -185,11 +188,13 @@ public sealed record WorkloadSpec
             AccessPattern.HotCold => "hot-cold",
             _ => "zipf",
         });
-        if (Pattern == AccessPattern.HotCold)
+        // A pattern's own parameters are always written; another pattern's only when they differ
+        // from the defaults, so that Parse(ToString()) equals the spec whatever was set.
+        if (Pattern == AccessPattern.HotCold || HotFraction != DefaultHotFraction || HotProbability != DefaultHotProbability)
         {
             sb.Append(inv, $",hot={HotFraction:R},hotprob={HotProbability:R}");
         }
-        if (Pattern == AccessPattern.Zipf)
+        if (Pattern == AccessPattern.Zipf || Theta != DefaultTheta)
         {
             sb.Append(inv, $",theta={Theta:R}");
         }

@@ -21,6 +21,9 @@ public readonly record struct FrameHeader(ulong Checksum, FrameType Type, byte F
     /// <summary>Largest payload accepted: 256 raw pages plus their entry headers, with room to spare.</summary>
     public const int MaxPayload = 4 << 20;
 
+    /// <summary>The payload length field alone: the one field a reader needs before it can verify the checksum.</summary>
+    public static uint ReadLength(ReadOnlySpan<byte> b) => BinaryPrimitives.ReadUInt32LittleEndian(b[12..]);
+
     public static FrameHeader Read(ReadOnlySpan<byte> b)
     {
         ushort reserved = BinaryPrimitives.ReadUInt16LittleEndian(b[10..]);

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.IO.Hashing;
 
 namespace Ferry.Protocol.Framing;
@@ -40,12 +41,25 @@ public sealed class FrameReader
     public Frame Read()
     {
         ReadExactly(_buffer.AsSpan(0, FrameHeader.Size), "frame header");
-        FrameHeader h = FrameHeader.Read(_buffer);
-        if (h.Length > FrameHeader.MaxPayload)
+        // Only the length is used before the checksum is verified (to know how much to read), and
+        // only after a bounds check; every other field is interpreted once it is known to be intact,
+        // so a damaged header reads as a checksum mismatch rather than as a bogus frame type.
+        uint length = FrameHeader.ReadLength(_buffer);
+        if (length > FrameHeader.MaxPayload)
         {
             throw new ProtocolException(ProtocolErrorKind.FrameTooLarge,
-                $"frame {_expected} declares a {h.Length}-byte payload; the limit is {FrameHeader.MaxPayload}");
+                $"frame {_expected} declares a {length}-byte payload; the limit is {FrameHeader.MaxPayload}");
         }
+        int total = FrameHeader.Size + (int)length;
+        ReadExactly(_buffer.AsSpan(FrameHeader.Size, (int)length), $"{DescribeType(_buffer[8])} payload ({length} bytes)");
+        ulong expectedChecksum = BinaryPrimitives.ReadUInt64LittleEndian(_buffer);
+        ulong actual = XxHash3.HashToUInt64(_buffer.AsSpan(8, total - 8));
+        if (actual != expectedChecksum)
+        {
+            throw new ProtocolException(ProtocolErrorKind.ChecksumMismatch,
+                $"checksum mismatch in frame {_expected} ({DescribeType(_buffer[8])}, {length} bytes): expected {expectedChecksum:x16}, computed {actual:x16}");
+        }
+        FrameHeader h = FrameHeader.Read(_buffer);
         if (!Enum.IsDefined(h.Type))
         {
             throw new ProtocolException(ProtocolErrorKind.MalformedFrame, $"frame {_expected} has unknown type {(byte)h.Type}");
@@ -54,22 +68,18 @@ public sealed class FrameReader
         {
             throw new ProtocolException(ProtocolErrorKind.MalformedFrame, $"frame {_expected} has flags 0x{h.Flags:x2}; v1 defines none");
         }
-        int total = FrameHeader.Size + (int)h.Length;
-        ReadExactly(_buffer.AsSpan(FrameHeader.Size, (int)h.Length), $"{h.Type} payload ({h.Length} bytes)");
-        ulong actual = XxHash3.HashToUInt64(_buffer.AsSpan(8, total - 8));
-        if (actual != h.Checksum)
-        {
-            throw new ProtocolException(ProtocolErrorKind.ChecksumMismatch,
-                $"checksum mismatch in frame {_expected} ({h.Type}, {h.Length} bytes): expected {h.Checksum:x16}, computed {actual:x16}");
-        }
         if (h.Sequence != _expected)
         {
             throw new ProtocolException(ProtocolErrorKind.BadSequence, $"frame sequence {h.Sequence} where {_expected} was expected");
         }
         _expected++;
         BytesRead += total;
-        return new Frame(h.Type, h.Sequence, _buffer.AsSpan(FrameHeader.Size, (int)h.Length));
+        return new Frame(h.Type, h.Sequence, _buffer.AsSpan(FrameHeader.Size, (int)length));
     }
+
+    /// <summary>A type byte for messages, before it is known to be valid.</summary>
+    private static string DescribeType(byte type) =>
+        Enum.IsDefined((FrameType)type) ? ((FrameType)type).ToString() : $"type {type}";
 
     private void ReadExactly(Span<byte> target, string what)
     {

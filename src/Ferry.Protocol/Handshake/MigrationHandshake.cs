@@ -13,6 +13,10 @@ namespace Ferry.Protocol.Handshake;
 /// server → client  Verdict       8 B  "FERRY-OK" or "FERRY-NO"
 /// </code>
 /// The two MACs carry different labels so one side's proof cannot be reflected as the other's.
+/// Each side checks the 8-byte magic as soon as it arrives, so a peer speaking another protocol
+/// (which may send a short greeting and then wait) is refused at once instead of waited for.
+/// A client that rejects the server's proof still answers with 32 zero bytes in place of its own,
+/// so the server ends with <see cref="ProtocolErrorKind.AuthenticationFailed"/> rather than waiting.
 /// </summary>
 public static class MigrationHandshake
 {
@@ -41,11 +45,12 @@ public static class MigrationHandshake
         stream.Flush();
 
         Span<byte> reply = stackalloc byte[ServerHelloSize];
-        ReadExactly(stream, reply, "server hello");
+        ReadExactly(stream, reply, 0, 8, "server hello");
         if (!reply[..8].SequenceEqual(ServerMagic))
         {
             throw new ProtocolException(ProtocolErrorKind.BadMagic, "peer is not a Ferry migration endpoint (bad server hello magic)");
         }
+        ReadExactly(stream, reply, 8, ServerHelloSize, "server hello");
         ushort version = BinaryPrimitives.ReadUInt16LittleEndian(reply[8..]);
         ushort status = BinaryPrimitives.ReadUInt16LittleEndian(reply[10..]);
         if (status == StatusVersionUnsupported || version != ProtocolVersion.Current)
@@ -56,12 +61,14 @@ public static class MigrationHandshake
         byte[] nonceS = reply[16..48].ToArray();
         if (!key.Verify(Transcript("ferry/1 server", nonceC, nonceS), reply[48..80]))
         {
+            // Answer with a non-proof so the server fails now instead of waiting for ours.
+            TryWrite(stream, new byte[ProofSize]);
             throw new ProtocolException(ProtocolErrorKind.AuthenticationFailed, "peer could not prove it holds the cluster key");
         }
         stream.Write(key.Mac(Transcript("ferry/1 client", nonceC, nonceS)));
         stream.Flush();
         Span<byte> verdict = stackalloc byte[VerdictSize];
-        ReadExactly(stream, verdict, "handshake verdict");
+        ReadExactly(stream, verdict, 0, VerdictSize, "handshake verdict");
         if (verdict.SequenceEqual(VerdictNo))
         {
             throw new ProtocolException(ProtocolErrorKind.AuthenticationFailed, "peer refused our cluster key proof");
@@ -76,11 +83,12 @@ public static class MigrationHandshake
     public static void RunServer(Stream stream, ClusterKey key)
     {
         Span<byte> hello = stackalloc byte[ClientHelloSize];
-        ReadExactly(stream, hello, "client hello");
+        ReadExactly(stream, hello, 0, 8, "client hello");
         if (!hello[..8].SequenceEqual(ClientMagic))
         {
             throw new ProtocolException(ProtocolErrorKind.BadMagic, "client is not a Ferry migration source (bad hello magic)");
         }
+        ReadExactly(stream, hello, 8, ClientHelloSize, "client hello");
         ushort version = BinaryPrimitives.ReadUInt16LittleEndian(hello[8..]);
         byte[] nonceC = hello[16..48].ToArray();
         byte[] nonceS = RandomNumberGenerator.GetBytes(32);
@@ -106,14 +114,15 @@ public static class MigrationHandshake
             throw new ProtocolException(ProtocolErrorKind.UnsupportedVersion, $"client speaks protocol version {version}; this agent speaks {ProtocolVersion.Current}");
         }
         Span<byte> proof = stackalloc byte[ProofSize];
-        ReadExactly(stream, proof, "client key proof");
-        bool ok = key.Verify(Transcript("ferry/1 client", nonceC, nonceS), proof);
-        stream.Write(ok ? VerdictOk : VerdictNo);
-        stream.Flush();
-        if (!ok)
+        ReadExactly(stream, proof, 0, ProofSize, "client key proof");
+        if (!key.Verify(Transcript("ferry/1 client", nonceC, nonceS), proof))
         {
+            // The client may already have hung up; the failure to report is the proof, not the write.
+            TryWrite(stream, VerdictNo);
             throw new ProtocolException(ProtocolErrorKind.AuthenticationFailed, "client could not prove it holds the cluster key");
         }
+        stream.Write(VerdictOk);
+        stream.Flush();
     }
 
     private static byte[] Transcript(string label, byte[] nonceC, byte[] nonceS)
@@ -126,15 +135,28 @@ public static class MigrationHandshake
         return t;
     }
 
-    private static void ReadExactly(Stream stream, Span<byte> target, string what)
+    private static void TryWrite(Stream stream, ReadOnlySpan<byte> bytes)
     {
-        int got = 0;
-        while (got < target.Length)
+        try
         {
-            int n = stream.Read(target[got..]);
+            stream.Write(bytes);
+            stream.Flush();
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>Reads bytes [<paramref name="from"/>, <paramref name="to"/>) of a handshake message.</summary>
+    private static void ReadExactly(Stream stream, Span<byte> message, int from, int to, string what)
+    {
+        int got = from;
+        while (got < to)
+        {
+            int n = stream.Read(message[got..to]);
             if (n == 0)
             {
-                throw new ProtocolException(ProtocolErrorKind.Truncated, $"connection closed during the handshake ({what}: {got} of {target.Length} bytes)");
+                throw new ProtocolException(ProtocolErrorKind.Truncated, $"connection closed during the handshake ({what}: {got} of {message.Length} bytes)");
             }
             got += n;
         }

@@ -55,7 +55,9 @@ public sealed record Abort
     public string Reason { get; init; } = "";
 }
 
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = false)]
+// RespectNullableAnnotations: a peer's null in a member declared non-nullable (e.g. "workload": null)
+// is malformed input, rejected here rather than left to surface as a NullReferenceException later.
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = false, RespectNullableAnnotations = true)]
 [JsonSerializable(typeof(Offer))]
 [JsonSerializable(typeof(OfferAccepted))]
 [JsonSerializable(typeof(DeviceState))]
