@@ -51,7 +51,7 @@ public sealed class WorkloadSpecTests
         Assert.Equal(8, spec.BytesPerWrite);
         Assert.Equal(PageContent.Mix, spec.Content);
         Assert.Equal(1UL, spec.Seed);
-        Assert.Equal("memtouch:rate=0,wss=268435456,pattern=uniform,content=mix,bytes=8,seed=1", spec.ToString());
+        Assert.Equal("memtouch:rate=0,wss=256MiB,pattern=uniform,content=mix,bytes=8,seed=1", spec.ToString());
     }
 
     [Theory]
