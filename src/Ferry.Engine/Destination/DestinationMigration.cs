@@ -56,6 +56,11 @@ public sealed class DestinationMigration
         GuestMemory? memory = null;
         VirtualMachine? vm = null;
         using var registration = ct.Register(() => _stream.Dispose());
+        if (_stream.CanTimeout)
+        {
+            // A source that goes silent without closing must not hold guest RAM here forever.
+            _stream.ReadTimeout = (int)Math.Min(int.MaxValue, _limits.IdleTimeout.TotalMilliseconds);
+        }
         try
         {
             Frame first = reader.Read();
@@ -135,6 +140,8 @@ public sealed class DestinationMigration
                             !haveVcpu.All(x => x) ? "vCPU state missing" :
                             !haveDevice ? "device state missing" :
                             sw.GuestPages != memory.PageCount ? $"source counts {sw.GuestPages} guest pages, destination {memory.PageCount}" :
+                            sw.Vcpus != config.Vcpus ? $"source says {sw.Vcpus} vCPUs, the offer said {config.Vcpus}" :
+                            sw.PagesSent != PagesReceived ? $"source sent {sw.PagesSent} pages, destination received {PagesReceived}" :
                             mine != sw.Digest ? "page contents differ" : null;
                         var ready = new SwitchoverReady
                         {
@@ -171,9 +178,14 @@ public sealed class DestinationMigration
                 }
             }
         }
-        catch (Exception) when (vm is null)
+        catch (Exception ex) when (vm is null)
         {
             memory?.Dispose();
+            // Tell the source why, so its report names the cause rather than a closed connection.
+            if (ex is ProtocolException or MigrationFailedException { Kind: not (MigrationFailure.Aborted or MigrationFailure.Refused) })
+            {
+                TrySend(writer, FrameType.Abort, ControlJson.Encode(new Abort { Reason = ex.Message }));
+            }
             throw;
         }
     }

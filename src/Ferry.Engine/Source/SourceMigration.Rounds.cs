@@ -19,11 +19,6 @@ public sealed partial class SourceMigration
     private bool Migrate(RunContext ctx, ReturnPath returnPath, CancellationToken ct)
     {
         SetPhase("setup");
-        if (_options.MaxBandwidthBytesPerSecond > 0)
-        {
-            _bucket = new Core.Pacing.TokenBucket(_options.MaxBandwidthBytesPerSecond,
-                FrameHeader.Size + PageBatchCodec.MaxPayloadFor(PageBatchCodec.MaxPagesPerBatch), Seconds(_start, Stopwatch.GetTimestamp()));
-        }
         _writer.Write(FrameType.Offer, ControlJson.Encode(new Offer
         {
             MigrationId = _migrationId,
@@ -51,6 +46,12 @@ public sealed partial class SourceMigration
             ProcessorCount = accepted.ProcessorCount,
         };
 
+        if (_options.MaxBandwidthBytesPerSecond > 0)
+        {
+            // Started only now, so waiting for the destination earns no credit to burst past the limit.
+            _bucket = new Core.Pacing.TokenBucket(_options.MaxBandwidthBytesPerSecond,
+                FrameHeader.Size + PageBatchCodec.MaxPayloadFor(PageBatchCodec.MaxPagesPerBatch), Seconds(_start, Stopwatch.GetTimestamp()));
+        }
         var pending = new DirtyBitmap(_memory.PageCount);
         var harvest = new DirtyBitmap(_memory.PageCount);
         if (_options.Technique == MigrationTechnique.StopAndCopy)
@@ -173,7 +174,20 @@ public sealed partial class SourceMigration
         _lastDirtyRate = observation.DirtyPagesPerSecond;
         _lastShrink = _roundSent > 0 ? (double)dirtied / _roundSent : null;
         _lastBandwidth = observation.BandwidthBytesPerSecond;
-        _rounds.Add(RoundRecordFor("live", _roundSent, dirtied, decision.Action.ToString(), decision.Reason));
+        // The record shows exactly what the policy saw.
+        _rounds.Add(new RoundRecord
+        {
+            Round = observation.Round,
+            Kind = "live",
+            PagesSent = observation.PagesSent,
+            PagesDirtied = observation.PagesDirtied,
+            WireBytes = observation.WireBytesSent,
+            DurationMs = observation.Duration.TotalMilliseconds,
+            BandwidthBytesPerSecond = observation.BandwidthBytesPerSecond,
+            DirtyPagesPerSecond = observation.DirtyPagesPerSecond,
+            Decision = decision.Action.ToString(),
+            Reason = decision.Reason,
+        });
         return decision;
     }
 

@@ -91,7 +91,14 @@ public sealed class GuestMemory : IDisposable
         {
             throw new ArgumentException("page content must be exactly one page", nameof(content));
         }
-        content.CopyTo(_mapping.GetSpan(page << PageSize.Shift, PageSize.Bytes));
+        Span<byte> target = _mapping.GetSpan(page << PageSize.Shift, PageSize.Bytes);
+        if (!_populated[page])
+        {
+            // A managed block copy into a never-touched page faults twice (read, then write);
+            // one store first makes it one fault (bench/README.md measured 1.3–1.8× faster installs).
+            target[0] = content[0];
+        }
+        content.CopyTo(target);
         _populated.Set(page);
     }
 

@@ -69,9 +69,7 @@ public sealed class LinkFailureTests
         AssertSourceStillRuns(vm);
     }
 
-    [Fact(Skip = "Engine bug (Ferry.Engine is out of scope for this branch): DestinationMigration.Run does not send an "
-        + "Abort frame with the reason when a frame fails to decode; it just closes the stream, so the source can only "
-        + "report 'destination disconnected ... stream ended before frame 1' and never names the checksum mismatch.")]
+    [Fact]
     public void Corrupting_link_is_reported_at_the_source_as_a_checksum_mismatch()
     {
         using VirtualMachine vm = StartedVm("corrupt-report");
