@@ -112,6 +112,12 @@ public sealed record DegradationMetrics
 
     /// <summary>1 − during/baseline, in percent (0 when there is no baseline).</summary>
     public double DegradationPercent { get; init; }
+
+    /// <summary>Throughput during the live rounds only (start → pause), so the pause itself does not count.</summary>
+    public double LiveOpsPerSecond { get; init; }
+
+    /// <summary>1 − live/baseline, in percent: what tracking and copying cost the running guest.</summary>
+    public double LiveDegradationPercent { get; init; }
 }
 
 public sealed record VerificationInfo

@@ -19,6 +19,8 @@ public sealed partial class SourceMigration
         long opsEnd = ctx.OpsAtPause >= 0 ? ctx.OpsAtPause : (long)_vm.TotalOps;
         double during = totalMs > 0 ? (opsEnd - ctx.OpsAtStart) / (totalMs / 1000) : 0;
         double baseline = ctx.Baseline.OpsPerSecond;
+        double liveMs = paused ? Ms(_start, ctx.PausedAt) : totalMs;
+        double live = liveMs > 0 ? (opsEnd - ctx.OpsAtStart) / (liveMs / 1000) : 0;
         var pre = _options.PreCopy;
         return new MigrationReport
         {
@@ -79,6 +81,8 @@ public sealed partial class SourceMigration
                 BaselineOpsPerSecond = baseline,
                 DuringOpsPerSecond = during,
                 DegradationPercent = baseline > 0 ? Math.Max(0, (1 - during / baseline) * 100) : 0,
+                LiveOpsPerSecond = live,
+                LiveDegradationPercent = baseline > 0 && liveMs > 0 ? Math.Max(0, (1 - live / baseline) * 100) : 0,
             },
             Verification = new VerificationInfo
             {
