@@ -17,6 +17,9 @@ public sealed record AgentOptions
 
     public long MaxVmMemoryBytes { get; init; } = DefaultMaxVmMemory;
 
+    /// <summary>How incoming pages are installed.</summary>
+    public Core.Migration.PageInstallChoice PageInstall { get; init; } = Core.Migration.PageInstallChoice.Auto;
+
     /// <summary>Dirty log for outgoing migrations that do not ask for one.</summary>
     public Core.Tracking.DirtyLogChoice DefaultDirtyLog { get; init; } = Core.Tracking.DirtyLogChoice.Auto;
 

@@ -112,7 +112,7 @@ public sealed class MigrationListener : IDisposable
                 Log.MigrationRefused(_logger, incoming.Remote, incoming.Error);
                 return;
             }
-            var limits = new DestinationLimits { MaxMemoryBytes = _options.MaxVmMemoryBytes };
+            var limits = new DestinationLimits { MaxMemoryBytes = _options.MaxVmMemoryBytes, PageInstall = _options.PageInstall };
             socket.ReceiveTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
             socket.SendTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
             incoming.State = "receiving";

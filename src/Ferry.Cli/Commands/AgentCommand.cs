@@ -19,7 +19,8 @@ internal static class AgentCommand
         var migrationListen = new Option<string?>("--migration-listen") { Description = "address:port for incoming migrations (default: the API address, any free port)" };
         var maxMemory = new Option<string>("--max-vm-memory") { Description = "largest VM this agent accepts", DefaultValueFactory = _ => "64GiB" };
         var dirtyLog = new Option<string>("--dirty-log") { Description = "dirty log for migrations that do not name one: auto, kernel or software", DefaultValueFactory = _ => "auto" };
-        var cmd = new Command("agent", "Run a host agent: runs VMs, accepts migrations, serves the control API") { listen, keyFile, migrationListen, maxMemory, dirtyLog };
+        var pageInstall = new Option<string>("--page-install") { Description = "how incoming pages are installed: auto, uffd (UFFDIO_COPY runs) or copy", DefaultValueFactory = _ => "auto" };
+        var cmd = new Command("agent", "Run a host agent: runs VMs, accepts migrations, serves the control API") { listen, keyFile, migrationListen, maxMemory, dirtyLog, pageInstall };
         cmd.SetAction(async (parse, ct) =>
         {
             var api = AgentOptions.ParseEndpoint(parse.GetValue(listen)!, "--listen");
@@ -38,6 +39,21 @@ internal static class AgentCommand
             {
                 throw new UsageException($"--dirty-log kernel: unavailable on this host: {missing}");
             }
+            Core.Migration.PageInstallChoice installChoice = parse.GetValue(pageInstall)!.ToLowerInvariant() switch
+            {
+                "auto" => Core.Migration.PageInstallChoice.Auto,
+                "uffd" => Core.Migration.PageInstallChoice.Uffd,
+                "copy" => Core.Migration.PageInstallChoice.Copy,
+                var other => throw new UsageException($"--page-install: '{other}' is not one of auto, uffd, copy"),
+            };
+            try
+            {
+                Vm.Memory.PageInstallDecision.Decide(installChoice, Native.Linux.HostCapabilities.Current);
+            }
+            catch (PlatformNotSupportedException ex)
+            {
+                throw new UsageException("--page-install: " + ex.Message);
+            }
             ClusterKey key;
             try
             {
@@ -47,7 +63,7 @@ internal static class AgentCommand
             {
                 throw new UsageException(ex.Message);
             }
-            var options = new AgentOptions { ApiEndpoint = api, MigrationEndpoint = mig, Key = key, MaxVmMemoryBytes = max, DefaultDirtyLog = dirtyLogChoice };
+            var options = new AgentOptions { ApiEndpoint = api, MigrationEndpoint = mig, Key = key, MaxVmMemoryBytes = max, DefaultDirtyLog = dirtyLogChoice, PageInstall = installChoice };
             await using var app = AgentHost.Build(options);
             string url;
             try

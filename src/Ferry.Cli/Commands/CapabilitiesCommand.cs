@@ -27,6 +27,19 @@ internal static class CapabilitiesCommand
                 }
                 Console.Out.WriteLine($"--dirty-log {choice.ToString().ToLowerInvariant(),-8} → {line}");
             }
+            foreach (var choice in new[] { Core.Migration.PageInstallChoice.Auto, Core.Migration.PageInstallChoice.Uffd, Core.Migration.PageInstallChoice.Copy })
+            {
+                string line;
+                try
+                {
+                    line = Vm.Memory.PageInstallDecision.Decide(choice, host).Reason;
+                }
+                catch (PlatformNotSupportedException ex)
+                {
+                    line = "error: " + ex.Message;
+                }
+                Console.Out.WriteLine($"--page-install {choice.ToString().ToLowerInvariant(),-5} → {line}");
+            }
             return 0;
         });
         return cmd;

@@ -62,6 +62,8 @@ internal static class SummaryRenderer
                 $"hashing cost {v.SourceHashMs:0.0} ms at the source, {v.DestinationHashMs:0.0} ms at the destination, {v.DigestInDowntimeMs:0.00} ms in downtime; " +
                 $"source copy rehash after switchover {rehash} ({v.SourceRehashMs:0.0} ms)"));
         }
-        console.MarkupLine($"dirty log: {Markup.Escape(r.DirtyLog.Backend)} ({Markup.Escape(r.DirtyLog.Reason)}); stop: {Markup.Escape(r.StopReason ?? "-")}");
+        console.MarkupLine($"dirty log: {Markup.Escape(r.DirtyLog.Backend)} ({Markup.Escape(r.DirtyLog.Reason)})");
+        console.MarkupLine($"page install at the destination: {Markup.Escape(r.PageInstall.Backend)} ({Markup.Escape(r.PageInstall.Reason)})");
+        console.MarkupLine($"stop: {Markup.Escape(r.StopReason ?? "-")}");
     }
 }

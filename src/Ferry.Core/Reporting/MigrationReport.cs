@@ -19,6 +19,7 @@ public sealed record MigrationReport
     public HostInfo Destination { get; init; } = new();
     public VmInfo Vm { get; init; } = new();
     public DirtyLogInfo DirtyLog { get; init; } = new();
+    public PageInstallInfo PageInstall { get; init; } = new();
     public SettingsInfo Settings { get; init; } = new();
     public TimingMetrics Timing { get; init; } = new();
     public PageMetrics Pages { get; init; } = new();
@@ -46,6 +47,13 @@ public sealed record VmInfo
 
 public sealed record DirtyLogInfo
 {
+    public string Backend { get; init; } = "";
+    public string Reason { get; init; } = "";
+}
+
+public sealed record PageInstallInfo
+{
+    /// <summary>"uffd" (UFFDIO_COPY runs) or "copy", as the destination chose it.</summary>
     public string Backend { get; init; } = "";
     public string Reason { get; init; } = "";
 }

@@ -15,6 +15,9 @@ public sealed record DestinationLimits
     /// <summary>Largest guest RAM accepted, in bytes.</summary>
     public long MaxMemoryBytes { get; init; } = VmConfig.MaxMemoryBytes;
 
+    /// <summary>How received pages go into guest RAM.</summary>
+    public Core.Migration.PageInstallChoice PageInstall { get; init; } = Core.Migration.PageInstallChoice.Auto;
+
     /// <summary>How long a silent source is tolerated between frames.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
 }
@@ -78,13 +81,30 @@ public sealed class DestinationMigration
                 TrySend(writer, FrameType.Abort, ControlJson.Encode(new Abort { Reason = refusal }));
                 throw new MigrationFailedException(MigrationFailure.Refused, $"offer refused: {refusal}");
             }
+            PageInstallDecision install;
+            try
+            {
+                install = PageInstallDecision.ForThisHost(_limits.PageInstall);
+            }
+            catch (PlatformNotSupportedException ex)
+            {
+                TrySend(writer, FrameType.Abort, ControlJson.Encode(new Abort { Reason = ex.Message }));
+                throw new MigrationFailedException(MigrationFailure.Refused, ex.Message);
+            }
             memory = new GuestMemory(config.MemoryBytes);
+            if (install.IsUffd)
+            {
+                memory.EnableFastInstall();
+            }
+            var installer = new PageInstaller(memory);
             var digest = new MemoryDigest(memory.PageCount);
             writer.Write(FrameType.OfferAccepted, ControlJson.Encode(new OfferAccepted
             {
                 DestinationHost = _self.HostName,
                 Os = _self.Os,
                 ProcessorCount = _self.ProcessorCount,
+                PageInstall = install.Backend,
+                PageInstallReason = install.Reason,
             }));
             writer.Flush();
 
@@ -104,22 +124,31 @@ public sealed class DestinationMigration
                         {
                             if (e.Encoding == PageEncoding.Zero)
                             {
+                                installer.Flush();
                                 memory.InstallZeroPage(e.Page);
                                 digest.Set(e.Page, GuestMemory.ZeroPageHash);
                             }
                             else
                             {
-                                memory.InstallPage(e.Page, e.Data);
+                                installer.Add(e.Page, e.Data);
                                 long t0 = Stopwatch.GetTimestamp();
                                 digest.Set(e.Page, System.IO.Hashing.XxHash3.HashToUInt64(e.Data));
                                 hashTicks += Stopwatch.GetTimestamp() - t0;
                             }
                         }
+                        installer.Flush();
                         Interlocked.Add(ref _pagesReceived, batchPages);
                         break;
                     case FrameType.RoundEnd:
-                        RoundEnd.Read(f.Payload);
+                    {
+                        // Acknowledged so the source can pause only once the link is drained.
+                        RoundEnd end = RoundEnd.Read(f.Payload);
+                        Span<byte> ack = stackalloc byte[RoundEnd.Size];
+                        end.Write(ack);
+                        writer.Write(FrameType.RoundAck, ack);
+                        writer.Flush();
                         break;
+                    }
                     case FrameType.VcpuState:
                     {
                         int index = VcpuStateMessage.Read(f.Payload, VcpuState.SizeInBytes, config.Vcpus, out ReadOnlySpan<byte> regs);
@@ -163,6 +192,8 @@ public sealed class DestinationMigration
                             throw Aborted(commit.Payload);
                         }
                         Expect(commit, FrameType.Commit);
+                        // Never-written pages must fault in as zeros again once guest code runs.
+                        memory.DisableFastInstall();
                         vm = VirtualMachine.Restore(config, memory, vcpus);
                         memory = null;
                         vm.Start();

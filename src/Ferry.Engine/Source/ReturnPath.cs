@@ -15,6 +15,8 @@ internal sealed class ReturnPath : IDisposable
     private readonly CancellationTokenSource _failed = new();
     private readonly Thread _thread;
     private volatile Exception? _error;
+    private int _lastAckedRound;
+    private readonly object _ackGate = new();
 
     public ReturnPath(Stream stream)
     {
@@ -50,6 +52,29 @@ internal sealed class ReturnPath : IDisposable
         throw new MigrationFailedException(MigrationFailure.Timeout, $"destination sent no {waitingFor} within {timeout.TotalSeconds:0} s");
     }
 
+    /// <summary>Waits until the destination has installed every page of <paramref name="round"/>.</summary>
+    public void WaitForRoundAck(int round, TimeSpan timeout, CancellationToken ct)
+    {
+        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        lock (_ackGate)
+        {
+            while (_lastAckedRound < round)
+            {
+                if (_error is { } e)
+                {
+                    throw Wrap(e, $"waiting for round {round} to drain");
+                }
+                ct.ThrowIfCancellationRequested();
+                long left = deadline - Environment.TickCount64;
+                if (left <= 0)
+                {
+                    throw new MigrationFailedException(MigrationFailure.Timeout, $"destination did not confirm round {round} within {timeout.TotalSeconds:0} s");
+                }
+                Monitor.Wait(_ackGate, (int)Math.Min(left, 100));
+            }
+        }
+    }
+
     public static MigrationFailedException Wrap(Exception e, string context) => e switch
     {
         MigrationFailedException m => m,
@@ -72,6 +97,16 @@ internal sealed class ReturnPath : IDisposable
                     var abort = Protocol.Messages.ControlJson.Decode<Protocol.Messages.Abort>(f.Payload, "abort");
                     throw new MigrationFailedException(MigrationFailure.Aborted, $"destination aborted: {abort.Reason}");
                 }
+                if (f.Type == FrameType.RoundAck)
+                {
+                    var ack = Protocol.Messages.RoundEnd.Read(f.Payload);
+                    lock (_ackGate)
+                    {
+                        _lastAckedRound = Math.Max(_lastAckedRound, ack.Round);
+                        Monitor.PulseAll(_ackGate);
+                    }
+                    continue;
+                }
                 _frames.Add((f.Type, f.Payload.ToArray()));
             }
         }
@@ -80,6 +115,10 @@ internal sealed class ReturnPath : IDisposable
             _error = ex;
             _frames.CompleteAdding();
             _failed.Cancel();
+            lock (_ackGate)
+            {
+                Monitor.PulseAll(_ackGate);
+            }
         }
     }
 

@@ -41,6 +41,7 @@ public sealed partial class SourceMigration
                 Workload = _vm.Config.Workload,
             },
             DirtyLog = new DirtyLogInfo { Backend = _dirtyLog.Backend, Reason = _dirtyLog.Reason },
+            PageInstall = ctx.PageInstall ?? new PageInstallInfo(),
             Settings = new SettingsInfo
             {
                 MaxBandwidthBytesPerSecond = _options.MaxBandwidthBytesPerSecond,

@@ -39,6 +39,7 @@ public sealed partial class SourceMigration
             throw new MigrationFailedException(MigrationFailure.ProtocolViolation, $"destination answered the offer with {type}");
         }
         var accepted = ControlJson.Decode<OfferAccepted>(payload, "offer accepted");
+        ctx.PageInstall = new PageInstallInfo { Backend = accepted.PageInstall, Reason = accepted.PageInstallReason };
         ctx.Destination = _destinationEndpoint with
         {
             HostName = accepted.DestinationHost,
@@ -80,6 +81,9 @@ public sealed partial class SourceMigration
                 SendPages(pending, _round + 1, "live", ct);
                 dirtied = _dirtyLog.GetAndClear(pending);
             }
+            // Let the link drain first: pages still in flight would otherwise arrive inside the downtime.
+            SetPhase("draining");
+            returnPath.WaitForRoundAck(_round, _options.SwitchoverTimeout, ct);
             PauseSource(ctx);
             _dirtyLog.GetAndClear(harvest);
             _dirtyLog.Stop();

@@ -171,6 +171,7 @@ public sealed partial class SourceMigration
         public long OpsAtPause = -1;
         public DateTimeOffset StartedAt;
         public HostInfo? Destination;
+        public PageInstallInfo? PageInstall;
         public string? StopReason;
         public long PausedAt;
         public long FinalPagesDone;

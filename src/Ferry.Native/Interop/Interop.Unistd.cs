@@ -5,6 +5,8 @@ namespace Ferry.Native.Interop;
 internal static partial class Libc
 {
     internal const int EINTR = 4;
+    internal const int EAGAIN = 11;
+    internal const int EEXIST = 17;
 
     [LibraryImport("libc", SetLastError = true)]
     internal static partial int close(int fd);

@@ -92,6 +92,17 @@ internal static partial class Libc
         public ulong ioctls;
     }
 
+    /// <summary>UFFDIO_COPY argument (40 bytes); <c>copy</c> returns bytes copied, or a negated errno.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct uffdio_copy
+    {
+        public ulong dst;
+        public ulong src;
+        public ulong len;
+        public ulong mode;
+        public long copy;
+    }
+
     [StructLayout(LayoutKind.Sequential)]
     internal struct uffdio_writeprotect
     {

@@ -141,6 +141,45 @@ public sealed unsafe class Userfaultfd : IDisposable
         Ioctl(Libc.UFFDIO_WRITEPROTECT, &wp, "ioctl(UFFDIO_WRITEPROTECT)");
     }
 
+    /// <summary>
+    /// UFFDIO_COPY: fills missing pages of a MISSING-registered range from <paramref name="source"/>
+    /// (ordinary memory, a whole number of pages) with no user-space fault. Returns the bytes
+    /// installed from the start of <paramref name="source"/>: all of them, or fewer when the kernel
+    /// met a page that is already present (EEXIST) — the caller writes that page directly and
+    /// calls again after it.
+    /// </summary>
+    public long Copy(AnonymousMapping mapping, long offset, ReadOnlySpan<byte> source)
+    {
+        (ulong start, ulong len) = mapping.KernelRange(offset, source.Length);
+        ulong done = 0;
+        fixed (byte* src = source)
+        {
+            for (int attempt = 0; done < len; attempt++)
+            {
+                var copy = new Libc.uffdio_copy { dst = start + done, src = (ulong)(src + done), len = len - done, mode = 0 };
+                // SAFETY: copy lives on this frame; src is pinned for the call and the kernel reads len − done bytes of it.
+                if (Libc.ioctl(_fd, Libc.UFFDIO_COPY, &copy) == 0)
+                {
+                    return (long)len;
+                }
+                int errno = Marshal.GetLastPInvokeError();
+                if (copy.copy > 0)
+                {
+                    done += (ulong)copy.copy;
+                }
+                if (errno == Libc.EEXIST)
+                {
+                    return (long)done;
+                }
+                if ((errno != Libc.EAGAIN && errno != Libc.EINTR) || attempt >= 10_000)
+                {
+                    throw new NativeCallException("ioctl(UFFDIO_COPY)", errno);
+                }
+            }
+        }
+        return (long)done;
+    }
+
     private void Ioctl(ulong request, void* arg, string what)
     {
         // Range ioctls can be interrupted by a signal before doing anything; they are idempotent, so retry.

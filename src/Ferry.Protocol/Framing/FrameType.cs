@@ -14,4 +14,7 @@ public enum FrameType : byte
     Commit = 9,
     Resumed = 10,
     Abort = 11,
+
+    /// <summary>Destination → source: every page of a round is installed (same payload as RoundEnd).</summary>
+    RoundAck = 12,
 }

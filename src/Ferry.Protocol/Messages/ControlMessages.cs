@@ -24,6 +24,11 @@ public sealed record OfferAccepted
     public string DestinationHost { get; init; } = "";
     public string Os { get; init; } = "";
     public int ProcessorCount { get; init; }
+
+    /// <summary>How the destination installs pages: "uffd" or "copy".</summary>
+    public string PageInstall { get; init; } = "";
+
+    public string PageInstallReason { get; init; } = "";
 }
 
 /// <summary>Device state at switchover: the virtual NIC's address and the throttle in force.</summary>

@@ -39,8 +39,8 @@ public sealed class GoldenFrameTests
     private const string OfferJson =
         """{"migrationId":"m-1","vmId":"vm-7","vmName":"web","memoryBytes":1048576,"vcpus":2,"workload":"idle","opsLimitPerVcpu":null,"technique":"precopy","sourceHost":"src","vcpuStateBytes":160}""";
 
-    private static readonly OfferAccepted SampleAccepted = new() { DestinationHost = "dst", Os = "Linux", ProcessorCount = 2 };
-    private const string AcceptedJson = """{"destinationHost":"dst","os":"Linux","processorCount":2}""";
+    private static readonly OfferAccepted SampleAccepted = new() { DestinationHost = "dst", Os = "Linux", ProcessorCount = 2, PageInstall = "uffd", PageInstallReason = "uffd: test" };
+    private const string AcceptedJson = """{"destinationHost":"dst","os":"Linux","processorCount":2,"pageInstall":"uffd","pageInstallReason":"uffd: test"}""";
 
     private static readonly DeviceState SampleDevice = new() { NicAddress = "vnic:vm-7", ThrottlePercent = 0 };
     private const string DeviceJson = """{"nicAddress":"vnic:vm-7","throttlePercent":0}""";
@@ -124,7 +124,7 @@ public sealed class GoldenFrameTests
     {
         byte[] payload = ControlJson.Encode(SampleAccepted);
         Assert.Equal(AcceptedJson, Encoding.UTF8.GetString(payload));
-        AssertGolden("ec712baecd59e977 | 02 00 0000 | 39000000 | 0000000000000000" + Hex.Of(Json(AcceptedJson)),
+        AssertGolden("69ebb9cd2ebd3506 | 02 00 0000 | 6f000000 | 0000000000000000" + Hex.Of(Json(AcceptedJson)),
             FrameType.OfferAccepted, payload, SeqAccepted);
     }
 
@@ -147,6 +147,15 @@ public sealed class GoldenFrameTests
         new RoundEnd(1, 2).Write(payload);
         AssertGolden("702da24785ba2432 | 04 00 0000 | 10000000 | 0200000000000000 | 01000000 00000000 0200000000000000",
             FrameType.RoundEnd, payload, SeqRoundEnd);
+    }
+
+    [Fact]
+    public void RoundAck_frame_has_the_round_end_payload()
+    {
+        byte[] payload = new byte[RoundEnd.Size];
+        new RoundEnd(1, 2).Write(payload);
+        AssertGolden("cb504be6d443ff0f | 0c 00 0000 | 10000000 | 0100000000000000 | 01000000 00000000 0200000000000000",
+            FrameType.RoundAck, payload, 1);
     }
 
     [Fact]
@@ -219,11 +228,12 @@ public sealed class GoldenFrameTests
     public void Frame_type_numbers_are_wire_constants()
     {
         Assert.Equal(
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
             new[] { FrameType.Offer, FrameType.OfferAccepted, FrameType.PageBatch, FrameType.RoundEnd, FrameType.VcpuState,
-                FrameType.DeviceState, FrameType.Switchover, FrameType.SwitchoverReady, FrameType.Commit, FrameType.Resumed, FrameType.Abort }
+                FrameType.DeviceState, FrameType.Switchover, FrameType.SwitchoverReady, FrameType.Commit, FrameType.Resumed, FrameType.Abort,
+                FrameType.RoundAck }
                 .Select(t => (int)t));
-        Assert.Equal(11, Enum.GetValues<FrameType>().Length);
+        Assert.Equal(12, Enum.GetValues<FrameType>().Length);
         Assert.Equal(0, (int)PageEncoding.Raw);
         Assert.Equal(1, (int)PageEncoding.Zero);
     }

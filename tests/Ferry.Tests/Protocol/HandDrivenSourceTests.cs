@@ -63,12 +63,23 @@ public sealed class HandDrivenSourceTests
 
         public FrameReader Reader { get; }
 
+        /// <summary>The next frame from the destination, past the round acknowledgements it sends after each round end.</summary>
         public (FrameType Type, byte[] Payload) Receive() =>
             Bounded.Run(() =>
             {
-                Frame f = Reader.Read();
-                return (f.Type, f.Payload.ToArray());
+                for (int i = 0; i < 1_000; i++)
+                {
+                    Frame f = Reader.Read();
+                    if (f.Type != FrameType.RoundAck)
+                    {
+                        return (f.Type, f.Payload.ToArray());
+                    }
+                    RoundAcks++;
+                }
+                throw new InvalidOperationException("destination sent nothing but round acknowledgements");
             }, Limit, "a frame from the destination");
+
+        public int RoundAcks { get; private set; }
 
         public (VirtualMachine? Vm, Exception? Error) Result()
         {

@@ -1,20 +1,21 @@
 using System.Net;
 using System.Net.Sockets;
 using Ferry.Core.Migration;
+using Ferry.Engine;
 using Ferry.Engine.Destination;
 using Ferry.Engine.Source;
 using Ferry.Protocol.Handshake;
 using Ferry.Vm.Machine;
 using Ferry.Vm.Tracking;
 
-namespace Ferry.Engine;
+namespace Ferry.Agent.Hosting;
 
 /// <summary>
-/// Runs one tiny migration over loopback so that every method on the migration path is compiled
+/// Runs one tiny migration over loopback TCP (the transport lives here, not in the engine) so that every method on the migration path is compiled
 /// before the first real one: otherwise the JIT lands inside the first migration's downtime
 /// (bench/README.md measured 43–140 ms cold against 30–50 ms warm).
 /// </summary>
-public static class EngineWarmup
+public static class MigrationWarmup
 {
     public static void Run()
     {
