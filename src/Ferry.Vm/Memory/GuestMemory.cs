@@ -56,6 +56,10 @@ public sealed class GuestMemory : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(offset), "write crosses the page boundary");
         }
+        if (_installFd is not null)
+        {
+            throw new InvalidOperationException("guest RAM is still registered for fast install; no guest may run on it until DisableFastInstall");
+        }
         // Order matters. Populated is set before the data (its first set is a full fence): the
         // kernel dirty log sees the data store itself, possibly before this method returns, and a
         // copier acting on that report must not find the page "never written" and skip it. The
@@ -92,6 +96,13 @@ public sealed class GuestMemory : IDisposable
         if (content.Length != PageSize.Bytes)
         {
             throw new ArgumentException("page content must be exactly one page", nameof(content));
+        }
+        if (_installFd is not null && !_populated[page])
+        {
+            // A plain store into a missing page of a MISSING-registered range would wait forever
+            // for a resolver that does not exist: let the kernel install it instead.
+            InstallRun(page, content);
+            return;
         }
         Span<byte> target = _mapping.GetSpan(page << PageSize.Shift, PageSize.Bytes);
         if (!_populated[page])
