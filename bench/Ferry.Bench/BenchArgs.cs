@@ -1,4 +1,6 @@
 using System.Globalization;
+using Ferry.Core.Migration;
+using Ferry.Core.Tracking;
 using Ferry.Core.Units;
 
 namespace Ferry.Bench;
@@ -89,6 +91,47 @@ internal sealed class BenchArgs
             : throw new BenchUsageException($"--{name}: {(error.Length > 0 ? error : "must be positive")}");
     }
 
+    /// <summary>A comma list of sizes (example: 256MiB,1GiB), in the order given.</summary>
+    public IReadOnlyList<long> BytesList(string name, IReadOnlyList<long> fallback)
+    {
+        string? v = String(name);
+        if (v is null)
+        {
+            return fallback;
+        }
+        var list = new List<long>();
+        foreach (string part in v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!UnitParser.TryParseBytes(part, out long b, out string error) || b <= 0)
+            {
+                throw new BenchUsageException($"--{name}: '{part}': {(error.Length > 0 ? error : "must be positive")}");
+            }
+            list.Add(b);
+        }
+        return list.Count > 0 ? list : throw new BenchUsageException($"--{name} is empty");
+    }
+
+    /// <summary>A comma list of words, each one of <paramref name="allowed"/>, in the order given, without repeats.</summary>
+    public IReadOnlyList<string> WordList(string name, string fallback, params string[] allowed)
+    {
+        string text = String(name) ?? fallback;
+        var list = new List<string>();
+        foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            string w = part.ToLowerInvariant();
+            if (!allowed.Contains(w))
+            {
+                throw new BenchUsageException($"--{name}: '{part}' is not one of {string.Join(", ", allowed)}");
+            }
+            if (list.Contains(w))
+            {
+                throw new BenchUsageException($"--{name}: '{part}' is listed twice");
+            }
+            list.Add(w);
+        }
+        return list.Count > 0 ? list : throw new BenchUsageException($"--{name} is empty");
+    }
+
     public long Rate(string name, long fallback)
     {
         string? v = String(name);
@@ -114,6 +157,49 @@ internal sealed class BenchArgs
         }
         return n;
     }
+
+    /// <summary><c>--page-install auto|uffd|copy</c> (DestinationLimits.PageInstall).</summary>
+    public PageInstallChoice PageInstall(string name = "page-install") => ParsePageInstall(name, String(name) ?? "auto");
+
+    /// <summary>A comma list of page-install choices (each auto, uffd or copy), in the order given, without repeats.</summary>
+    public IReadOnlyList<PageInstallChoice> PageInstallList(string name, string fallback)
+    {
+        string text = String(name) ?? fallback;
+        var list = new List<PageInstallChoice>();
+        foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            PageInstallChoice c = ParsePageInstall(name, part);
+            if (list.Contains(c))
+            {
+                throw new BenchUsageException($"--{name}: '{part}' is listed twice");
+            }
+            list.Add(c);
+        }
+        return list.Count > 0 ? list : throw new BenchUsageException($"--{name} is empty");
+    }
+
+    /// <summary><c>--dirty-log auto|kernel|software</c> (MigrationOptions.DirtyLog).</summary>
+    public DirtyLogChoice DirtyLog(string name = "dirty-log") => (String(name) ?? "auto").Trim().ToLowerInvariant() switch
+    {
+        "auto" => DirtyLogChoice.Auto,
+        "kernel" => DirtyLogChoice.Kernel,
+        "software" => DirtyLogChoice.Software,
+        var other => throw new BenchUsageException($"--{name}: '{other}' is not one of auto, kernel, software"),
+    };
+
+    private static PageInstallChoice ParsePageInstall(string name, string text) => text.Trim().ToLowerInvariant() switch
+    {
+        "auto" => PageInstallChoice.Auto,
+        "uffd" => PageInstallChoice.Uffd,
+        "copy" => PageInstallChoice.Copy,
+        var other => throw new BenchUsageException($"--{name}: '{other}' is not one of auto, uffd, copy"),
+    };
+
+    /// <summary>The command-line spelling of a choice.</summary>
+    public static string Name(PageInstallChoice c) => c.ToString().ToLowerInvariant();
+
+    /// <summary>The command-line spelling of a choice.</summary>
+    public static string Name(DirtyLogChoice c) => c.ToString().ToLowerInvariant();
 
     /// <summary>Throws when an option was given that no code read.</summary>
     public void RejectUnknown()

@@ -3,6 +3,7 @@ using Ferry.Core.Migration;
 using Ferry.Core.Paging;
 using Ferry.Core.Policy;
 using Ferry.Core.Reporting;
+using Ferry.Core.Tracking;
 using Ferry.Core.Units;
 using Ferry.Core.Workloads;
 using Ferry.Vm.Machine;
@@ -40,6 +41,8 @@ internal static class ConvergenceBenchmark
         public double BaselineSeconds { get; init; }
         public double DowntimeLimitMs { get; init; }
         public double MaxRamMultiple { get; init; }
+        public string PageInstall { get; init; } = "auto";
+        public string DirtyLog { get; init; } = "auto";
         public IReadOnlyList<string> Cases { get; init; } = [];
     }
 
@@ -49,6 +52,9 @@ internal static class ConvergenceBenchmark
         public int Repeat { get; init; }
         public string Workload { get; init; } = "";
         public string Outcome { get; init; } = "";
+        public string PageInstallBackend { get; init; } = "";
+        public string DirtyLogBackend { get; init; } = "";
+        public string DirtyLogReason { get; init; } = "";
         public double TotalMs { get; init; }
         public double PreparationMs { get; init; }
         public double DowntimeMs { get; init; }
@@ -66,6 +72,8 @@ internal static class ConvergenceBenchmark
         public double BaselineOpsPerSecond { get; init; }
         public double DuringOpsPerSecond { get; init; }
         public double DegradationPercent { get; init; }
+        public double LiveOpsPerSecond { get; init; }
+        public double LiveDegradationPercent { get; init; }
         public string StopReason { get; init; } = "";
         public double FloorSeconds { get; init; }
         public double TotalOverFloor { get; init; }
@@ -89,6 +97,11 @@ internal static class ConvergenceBenchmark
         public double LiveRounds { get; init; }
         public double WireBytes { get; init; }
         public double DegradationPercent { get; init; }
+        public double LiveDegradationPercent { get; init; }
+        public double DestinationResumeMs { get; init; }
+        public string PageInstallBackends { get; init; } = "";
+        public string DirtyLogBackends { get; init; } = "";
+        public double DowntimeOverLimit { get; init; }
         public string StopKinds { get; init; } = "";
         public string MedianRunStopReason { get; init; } = "";
         public double UniquePages { get; init; }
@@ -117,6 +130,8 @@ internal static class ConvergenceBenchmark
             BaselineSeconds = MigrationOptions.DefaultBaselineWindow.TotalSeconds,
             DowntimeLimitMs = PreCopyOptions.DefaultDowntimeLimit.TotalMilliseconds,
             MaxRamMultiple = PreCopyOptions.DefaultMaxRamMultiple,
+            PageInstall = BenchArgs.Name(args.PageInstall()),
+            DirtyLog = BenchArgs.Name(args.DirtyLog()),
             Cases = cases.Select(c => c.Label).ToArray(),
         };
         string? outPath = args.String("out");
@@ -137,6 +152,7 @@ internal static class ConvergenceBenchmark
         Console.WriteLine($"- policy: default pre-copy (downtime limit {settings.DowntimeLimitMs:0} ms, cap {settings.MaxRamMultiple:0} × RAM) " +
                           $"**plus round cap --max-rounds {settings.MaxRounds}** (without it, non-converging cases run to the 30 × RAM cap: " +
                           $"{settings.MaxRamMultiple * settings.MemoryBytes / settings.BandwidthBytesPerSecond:0} s each here)");
+        Console.WriteLine($"- requested: --page-install {settings.PageInstall}, --dirty-log {settings.DirtyLog} (the backends each run used are in the tables, from its report)");
         Console.WriteLine($"- each run: VM started, runs {settings.BaselineSeconds:0} s (degradation baseline window), then migrates; {settings.Repeats} repeat(s), medians reported");
         Console.WriteLine($"- warm-up: {(noWarmup ? "none" : "one small untimed migration first (16MiB@5000 on a 64 MiB VM), so JIT compilation does not land in the first case's downtime")}");
         Console.WriteLine($"- runtime: {env.Runtime}, {env.ProcessorCount} CPUs, tiered compilation {env.TieredCompilation}, load average {env.LoadAverageAtStart}");
@@ -152,7 +168,8 @@ internal static class ConvergenceBenchmark
             var ws = settings with { MemoryBytes = 64L << 20, BaselineSeconds = 0.5 };
             Progress($"warm-up (untimed): {w.Label} on a {ws.MemoryBytes >> 20} MiB VM");
             warmup = RunOnce(w, 0, ws);
-            Progress($"  warm-up downtime {warmup.DowntimeMs:0} ms (final pages {warmup.FinalPagesMs:0.0} / state {warmup.StateMs:0.0} / switchover {warmup.SwitchoverMs:0.0} ms)");
+            Progress($"  warm-up downtime {warmup.DowntimeMs:0} ms (final pages {warmup.FinalPagesMs:0.0} / state {warmup.StateMs:0.0} / switchover {warmup.SwitchoverMs:0.0} ms); " +
+                     $"page install {warmup.PageInstallBackend}, dirty log {warmup.DirtyLogBackend}");
         }
 
         var runs = new List<Run>();
@@ -168,11 +185,12 @@ internal static class ConvergenceBenchmark
                 Run run = RunOnce(c, r, settings);
                 runs.Add(run);
                 Progress($"  {run.Outcome}: total {run.TotalMs / 1000:0.00} s, downtime {run.DowntimeMs:0} ms, {run.LiveRounds} live rounds, " +
-                         $"wire {run.WireBytes / 1048576.0:0} MiB, degradation {run.DegradationPercent:0.0} %, total/floor {run.TotalOverFloor:0.00}; {run.StopReason}");
+                         $"wire {run.WireBytes / 1048576.0:0} MiB, degradation {run.DegradationPercent:0.0} % (live {run.LiveDegradationPercent:0.0} %), " +
+                         $"total/floor {run.TotalOverFloor:0.00}; install {run.PageInstallBackend}, log {run.DirtyLogBackend}; {run.StopReason}");
             }
         }
 
-        var summaries = cases.Select(c => Summarise(c, runs.Where(x => x.Case == c.Label).ToList(), fullRamFloor)).ToList();
+        var summaries = cases.Select(c => Summarise(c, runs.Where(x => x.Case == c.Label).ToList(), fullRamFloor, settings.DowntimeLimitMs)).ToList();
         Print(summaries, runs, settings, fullRamFloor);
 
         var file = new ResultFile
@@ -236,8 +254,9 @@ internal static class ConvergenceBenchmark
             Technique = MigrationTechnique.PreCopy,
             MaxBandwidthBytesPerSecond = s.BandwidthBytesPerSecond,
             PreCopy = new PreCopyOptions { MaxRounds = s.MaxRounds, Timeout = PolicyTimeout },
+            DirtyLog = ParseDirtyLog(s.DirtyLog),
         };
-        LoopbackMigration.Result m = LoopbackMigration.Run(vm, options, $"bench-conv-{c.Label}-{repeat}", RunTimeout);
+        LoopbackMigration.Result m = LoopbackMigration.Run(vm, options, ParsePageInstall(s.PageInstall), $"bench-conv-{c.Label}-{repeat}", RunTimeout);
         MigrationReport rep = m.Report;
         if (rep.Outcome != "completed" || !rep.Verification.DigestsMatch)
         {
@@ -268,6 +287,9 @@ internal static class ConvergenceBenchmark
             Repeat = repeat,
             Workload = workload,
             Outcome = rep.Outcome,
+            PageInstallBackend = rep.PageInstall.Backend,
+            DirtyLogBackend = rep.DirtyLog.Backend,
+            DirtyLogReason = rep.DirtyLog.Reason,
             TotalMs = rep.Timing.TotalMs,
             PreparationMs = rep.Timing.PreparationMs,
             DowntimeMs = rep.Timing.DowntimeMs,
@@ -285,6 +307,8 @@ internal static class ConvergenceBenchmark
             BaselineOpsPerSecond = rep.Degradation.BaselineOpsPerSecond,
             DuringOpsPerSecond = rep.Degradation.DuringOpsPerSecond,
             DegradationPercent = rep.Degradation.DegradationPercent,
+            LiveOpsPerSecond = rep.Degradation.LiveOpsPerSecond,
+            LiveDegradationPercent = rep.Degradation.LiveDegradationPercent,
             StopReason = rep.StopReason ?? "",
             FloorSeconds = floor,
             TotalOverFloor = floor > 0 ? totalS / floor : double.NaN,
@@ -303,7 +327,11 @@ internal static class ConvergenceBenchmark
         : reason.StartsWith("dirty pages", StringComparison.Ordinal) ? "dirty threshold"
         : reason;
 
-    private static CaseSummary Summarise(Case c, List<Run> runs, double fullRamFloor)
+    private static DirtyLogChoice ParseDirtyLog(string name) => Enum.Parse<DirtyLogChoice>(name, ignoreCase: true);
+
+    private static PageInstallChoice ParsePageInstall(string name) => Enum.Parse<PageInstallChoice>(name, ignoreCase: true);
+
+    private static CaseSummary Summarise(Case c, List<Run> runs, double fullRamFloor, double downtimeLimitMs)
     {
         Run medianRun = runs.OrderBy(r => r.TotalMs).ElementAt(runs.Count / 2);
         string kinds = string.Join(", ", runs.GroupBy(r => StopKind(r.StopReason)).Select(g => $"{g.Key} {g.Count()}/{runs.Count}"));
@@ -320,6 +348,11 @@ internal static class ConvergenceBenchmark
             LiveRounds = Stats.Median(runs.Select(r => (double)r.LiveRounds)),
             WireBytes = Stats.Median(runs.Select(r => (double)r.WireBytes)),
             DegradationPercent = Stats.Median(runs.Select(r => r.DegradationPercent)),
+            LiveDegradationPercent = Stats.Median(runs.Select(r => r.LiveDegradationPercent)),
+            DestinationResumeMs = Stats.Median(runs.Select(r => r.DestinationResumeMs)),
+            PageInstallBackends = string.Join(", ", runs.Select(r => r.PageInstallBackend).Distinct()),
+            DirtyLogBackends = string.Join(", ", runs.Select(r => r.DirtyLogBackend).Distinct()),
+            DowntimeOverLimit = Stats.Median(runs.Select(r => r.DowntimeMs)) / downtimeLimitMs,
             StopKinds = kinds,
             MedianRunStopReason = medianRun.StopReason,
             UniquePages = Stats.Median(runs.Select(r => (double)r.UniquePages)),
@@ -333,36 +366,47 @@ internal static class ConvergenceBenchmark
 
     private static void Print(List<CaseSummary> summaries, List<Run> runs, Settings s, double fullRamFloor)
     {
-        var t = new MarkdownTable("case (wss@writes/s)", "baseline writes/s", "live rounds", "total s", "downtime ms",
-            "final pages / state / switchover ms", "wire MiB", "degradation %", "stop", "written MiB", "floor s", "total ÷ floor", "total ÷ non-zero floor");
+        var t = new MarkdownTable("case (wss@writes/s)", "install / dirty log", "baseline writes/s", "live rounds", "total s", "downtime ms (× limit)",
+            "final pages / state / switchover ms", "wire MiB", "degradation % (whole / live)", "stop", "written MiB", "floor s", "total ÷ floor", "total ÷ non-zero floor");
         foreach (CaseSummary c in summaries)
         {
-            t.Add(c.Case, c.BaselineOpsPerSecond.ToString("0", CultureInfo.InvariantCulture), c.LiveRounds.ToString("0.#", CultureInfo.InvariantCulture),
-                F(c.TotalMs / 1000), c.DowntimeMs.ToString("0", CultureInfo.InvariantCulture),
-                $"{c.FinalPagesMs:0} / {c.StateMs:0.0} / {c.SwitchoverMs:0}", (c.WireBytes / 1048576).ToString("0", CultureInfo.InvariantCulture),
-                c.DegradationPercent.ToString("0.0", CultureInfo.InvariantCulture), c.StopKinds,
+            t.Add(c.Case, $"{c.PageInstallBackends} / {c.DirtyLogBackends}", c.BaselineOpsPerSecond.ToString("0", CultureInfo.InvariantCulture), c.LiveRounds.ToString("0.#", CultureInfo.InvariantCulture),
+                F(c.TotalMs / 1000), $"{c.DowntimeMs:0} ({c.DowntimeOverLimit:0.00}×)",
+                $"{c.FinalPagesMs:0} / {c.StateMs:0.0} / {c.SwitchoverMs:0.0}", (c.WireBytes / 1048576).ToString("0", CultureInfo.InvariantCulture),
+                $"{c.DegradationPercent:0.0} / {c.LiveDegradationPercent:0.0}", c.StopKinds,
                 (c.UniquePages * PageSize.Bytes / 1048576).ToString("0", CultureInfo.InvariantCulture),
                 F(c.FloorSeconds), F(c.TotalOverFloor), F(c.TotalOverNonZeroFloor));
         }
         Console.WriteLine($"## Medians of {s.Repeats} repeat(s) per case (round cap --max-rounds {s.MaxRounds})");
         Console.WriteLine();
         Console.WriteLine(t);
+        Console.WriteLine("Why each dirty log was chosen (the reports' reasons):");
+        Console.WriteLine();
+        foreach (var g in runs.GroupBy(r => r.Case))
+        {
+            Console.WriteLine($"- {g.Key}: {string.Join(" | ", g.Select(r => r.DirtyLogReason).Distinct())}");
+        }
+        Console.WriteLine();
         Console.WriteLine($"Floor = RAM the guest wrote (distinct pages sent × 4096) ÷ {s.BandwidthBytesPerSecond / 1e6:0.#} MB/s. " +
                           $"Floor with the full RAM size ({s.MemoryBytes >> 20} MiB): **{F(fullRamFloor)} s**. " +
                           "The non-zero floor counts only written pages whose content is not all zeros at the end (memtouch's default content=mix " +
                           "writes zeros into about a quarter of its pages, which travel as 8-byte zero entries). " +
-                          "Downtime = pause → resume acknowledged; its parts as the source's report splits them.");
+                          $"Downtime = pause → resume acknowledged, × limit = ÷ {s.DowntimeLimitMs:0} ms; its parts as the source's report splits them. " +
+                          "Degradation: whole = 1 − (guest ops from start to pause ÷ total time) ÷ baseline, so the downtime counts as zero throughput; " +
+                          "live = the same over the live rounds only (start → pause).");
         Console.WriteLine();
         Console.WriteLine($"> {BenchEnvironment.MachineCaveat} Here that shapes the destination's installs (fresh guest RAM) " +
                           "and the guest's first writes to never-touched pages during the baseline window.");
         Console.WriteLine();
 
-        var all = new MarkdownTable("case", "repeat", "baseline writes/s", "live rounds", "total s", "downtime ms", "wire MiB", "degradation %", "total ÷ floor", "load avg", "stop reason");
+        var all = new MarkdownTable("case", "repeat", "baseline writes/s", "live rounds", "total s", "downtime ms", "final / state / switchover ms", "wire MiB",
+            "degradation % (whole / live)", "total ÷ floor", "load avg", "stop reason");
         foreach (Run r in runs.OrderBy(r => s.Cases.ToList().IndexOf(r.Case)).ThenBy(r => r.Repeat))
         {
             all.Add(r.Case, r.Repeat.ToString(CultureInfo.InvariantCulture), r.BaselineOpsPerSecond.ToString("0", CultureInfo.InvariantCulture),
                 r.LiveRounds.ToString(CultureInfo.InvariantCulture), F(r.TotalMs / 1000), r.DowntimeMs.ToString("0", CultureInfo.InvariantCulture),
-                (r.WireBytes / 1048576.0).ToString("0", CultureInfo.InvariantCulture), r.DegradationPercent.ToString("0.0", CultureInfo.InvariantCulture),
+                $"{r.FinalPagesMs:0} / {r.StateMs:0.0} / {r.SwitchoverMs:0.0}",
+                (r.WireBytes / 1048576.0).ToString("0", CultureInfo.InvariantCulture), $"{r.DegradationPercent:0.0} / {r.LiveDegradationPercent:0.0}",
                 F(r.TotalOverFloor), r.LoadAverage, r.StopReason);
         }
         Console.WriteLine("## All runs");

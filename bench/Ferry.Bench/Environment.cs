@@ -8,10 +8,11 @@ internal sealed record BenchEnvironment
 {
     /// <summary>Printed beside every figure that the machine's memory-management path shapes.</summary>
     public const string MachineCaveat =
-        "Machine caveat: this host is a PVM guest with shadow paging (see shared/kernel.md). The first touch " +
-        "of never-used memory costs ~15-30 us per 4 KiB page (bare metal / KVM+EPT: ~0.5-2 us), and freed " +
-        "memory goes back to the host, so 'fresh memory' figures vary by up to 10x between repeats. " +
-        "2 vCPUs shared with other engineers' builds: expect noise; medians are reported.";
+        "Machine caveat: this host is a KVM guest (Firecracker, 2 vCPUs, free page reporting on), not the PVM kind " +
+        "shared/kernel.md describes. The first touch of a fresh 4 KiB page measured ~2 us in most passes here and up to " +
+        "~9 us in some (bench/README.md; the slow passes were not pinned to a cause), so 'fresh memory' figures swing by " +
+        "up to ~4x between passes. The vCPUs are shared with other engineers' builds: expect noise; medians are reported " +
+        "and the load average recorded.";
 
     public string Host { get; init; } = "";
     public string Os { get; init; } = "";

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using Ferry.Core.Migration;
 using Ferry.Core.Reporting;
+using Ferry.Core.Tracking;
 using Ferry.Engine;
 using Ferry.Engine.Destination;
 using Ferry.Engine.Source;
@@ -13,8 +14,13 @@ using Ferry.Vm.Tracking;
 namespace Ferry.Bench;
 
 /// <summary>
-/// One real migration between two in-process endpoints over loopback TCP (127.0.0.1 only): the
-/// source on the calling thread, the destination on its own thread, the software dirty log.
+/// One real migration between two in-process endpoints over loopback TCP (127.0.0.1 only), set up
+/// the way the agent sets it up: the source's dirty log from <see cref="DirtyLogFactory"/> with
+/// <see cref="MigrationOptions.DirtyLog"/> and the VM's workload (as MigrationManager does), the
+/// destination's <see cref="DestinationLimits.PageInstall"/> from the caller, the agent's socket
+/// buffer sizes and the destination's idle timeout on its socket (as MigrationListener does).
+/// The whole conversation, round acknowledgements included, is the engine's own:
+/// <see cref="SourceMigration"/> on the calling thread, <see cref="DestinationMigration"/> on its own.
 /// The VM that arrives is stopped and freed at once; the source VM is left paused for the caller.
 /// </summary>
 internal static class LoopbackMigration
@@ -45,6 +51,13 @@ internal static class LoopbackMigration
         public double DestinationBlockedInReadSeconds { get; init; }
     }
 
+    /// <summary>SO_SNDBUF the agent sets on its outgoing migration socket (MigrationManager.Connect).</summary>
+    public const int SourceSendBuffer = 4 << 20;
+
+    /// <summary>SO_RCVBUF the agent sets on an accepted migration socket (MigrationListener.AcceptLoop).</summary>
+    public const int DestinationReceiveBuffer = 4 << 20;
+
+    /// <summary>A connected loopback pair with NoDelay and the agent's buffer sizes (raw TCP uses the same, so the two compare like for like).</summary>
     public static (Socket Client, Socket Server) ConnectedPair()
     {
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
@@ -54,8 +67,10 @@ internal static class LoopbackMigration
         try
         {
             client.Connect(listener.LocalEndPoint!);
+            client.SendBufferSize = SourceSendBuffer;
             Socket server = listener.Accept();
             server.NoDelay = true;
+            server.ReceiveBufferSize = DestinationReceiveBuffer;
             return (client, server);
         }
         catch
@@ -65,12 +80,21 @@ internal static class LoopbackMigration
         }
     }
 
-    /// <summary>Migrates <paramref name="vm"/> (running) and returns the source's report. Bounded by <paramref name="timeout"/>.</summary>
-    public static Result Run(VirtualMachine vm, MigrationOptions options, string migrationId, TimeSpan timeout)
+    /// <summary>
+    /// Migrates <paramref name="vm"/> (running) and returns the source's report. Bounded by <paramref name="timeout"/>.
+    /// The report names the backends used: <c>DirtyLog.Backend</c> (source) and <c>PageInstall.Backend</c> (destination, from its OfferAccepted).
+    /// </summary>
+    public static Result Run(VirtualMachine vm, MigrationOptions options, PageInstallChoice pageInstall, string migrationId, TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);
         long t0 = Stopwatch.GetTimestamp();
+        var limits = new DestinationLimits { PageInstall = pageInstall };
+        // As MigrationManager does: a forced kernel log the host cannot give fails here, before any connection.
+        using IDirtyLog log = DirtyLogFactory.Create(vm.Memory, options.DirtyLog, workload: vm.Workload);
         var (client, server) = ConnectedPair();
+        // As MigrationListener does once the handshake is done: a silent peer cannot hold the destination forever.
+        server.ReceiveTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
+        server.SendTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
         var serverStream = new MeteredStream(new NetworkStream(server, ownsSocket: true));
         var clientStream = new MeteredStream(new NetworkStream(client, ownsSocket: true));
         VirtualMachine? received = null;
@@ -85,7 +109,7 @@ internal static class LoopbackMigration
             try
             {
                 MigrationHandshake.RunServer(serverStream, Key);
-                received = new DestinationMigration(serverStream, HostIdentity.Local("127.0.0.1 (bench destination)"), new DestinationLimits())
+                received = new DestinationMigration(serverStream, HostIdentity.Local("127.0.0.1 (bench destination)"), limits)
                     .Run(cts.Token);
             }
             catch (Exception ex)
@@ -110,7 +134,6 @@ internal static class LoopbackMigration
         try
         {
             MigrationHandshake.RunClient(clientStream, Key);
-            using var log = new SoftwareDirtyLog(vm.Memory);
             var source = new SourceMigration(migrationId, vm, clientStream, options, log,
                 HostIdentity.Local("127.0.0.1 (bench source)"), HostIdentity.Local("127.0.0.1 (bench destination)"));
             // SourceMigration.Run closes the stream when it ends.

@@ -28,6 +28,21 @@ internal sealed class MeteredStream(Stream inner) : Stream
     public override bool CanWrite => inner.CanWrite;
     public override long Length => throw new NotSupportedException();
 
+    // Timeouts pass through, so DestinationMigration's idle timeout (it sets ReadTimeout when CanTimeout) reaches the socket.
+    public override bool CanTimeout => inner.CanTimeout;
+
+    public override int ReadTimeout
+    {
+        get => inner.ReadTimeout;
+        set => inner.ReadTimeout = value;
+    }
+
+    public override int WriteTimeout
+    {
+        get => inner.WriteTimeout;
+        set => inner.WriteTimeout = value;
+    }
+
     public override long Position
     {
         get => throw new NotSupportedException();

@@ -9,11 +9,27 @@ internal static class Program
 
         verbs:
           stream        idle VM full of random bytes, pre-copy, no bandwidth limit, against raw .NET TCP
-                        over loopback and page copies into fresh vs touched memory
+                        over loopback (same byte count, same socket settings), per page-install backend
               --memory SIZE      guest RAM (default 1GiB)
-              --repeats N        repeats (default 3); each is printed, then the median
-              --no-warmup        skip the small untimed warm-up migration
+              --page-install L   comma list of auto | uffd | copy (default auto); each repeat migrates
+                                 the same VM once per entry, order rotating, raw TCP after each
+              --dirty-log D      auto | kernel | software (default auto)
+              --repeats N        repeats (default 3); each is printed, then the median per backend
+              --no-probe         skip the page copy probe (fresh vs touched memcpy, XxHash3)
+              --no-warmup        skip the small untimed warm-up migrations
               --out PATH         JSON results (default bench-results/stream-<timestamp>.json)
+
+          install       destination page install rate without the network: GuestMemory.InstallPage
+                        (copy) vs PageInstaller over EnableFastInstall (uffd) into fresh memory, and
+                        the copy again into touched memory (ceiling); random page content
+              --sizes LIST       default 256MiB,1GiB
+              --orders LIST      sequential,random (default both)
+              --modes LIST       copy,uffd (default both; touched runs after copy); what-ifs, opt-in:
+                                 populate (MADV_POPULATE_WRITE, then copy), thp (MADV_HUGEPAGE, then copy)
+              --repeats N        repeats (default 3), fresh GuestMemory each; medians are reported
+              --seed N           content and shuffle seed (default 7)
+              --no-warmup        skip the untimed 16 MiB warm-up
+              --out PATH         JSON results (default bench-results/install-<timestamp>.json)
 
           convergence   memtouch guest, pre-copy with the default policy at a bandwidth limit
               --memory SIZE      guest RAM (default 512MiB)
@@ -25,6 +41,8 @@ internal static class Program
               --bandwidth RATE   sender limit (default 125MB/s = 125000000 bytes/s)
               --vcpus N          guest vCPUs (default 1)
               --seed N           workload seed (default 7)
+              --page-install P   auto | uffd | copy (default auto)
+              --dirty-log D      auto | kernel | software (default auto)
               --repeats N        repeats per case (default 3); medians are reported
               --no-warmup        skip the small untimed warm-up migration
               --out PATH         JSON results (default bench-results/convergence-<timestamp>.json)
@@ -43,6 +61,8 @@ internal static class Program
                     return StreamBenchmark.Execute(args);
                 case "convergence":
                     return ConvergenceBenchmark.Execute(args);
+                case "install":
+                    return InstallBenchmark.Execute(args);
                 case "help" or "--help" or "-h":
                     Console.WriteLine(Usage);
                     return 0;

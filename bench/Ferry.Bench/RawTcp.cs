@@ -4,16 +4,25 @@ using System.Net.Sockets;
 namespace Ferry.Bench;
 
 /// <summary>
-/// The baseline the stream benchmark is held against: a plain .NET TCP stream over loopback,
-/// 1 MiB application buffers, NoDelay, one sender thread and one receiver thread that discards
-/// into a reused buffer. No framing, no checksums, no page installs.
+/// The baseline the stream benchmark is held against: a plain .NET TCP stream over loopback with
+/// the same socket settings as the migration (<see cref="LoopbackMigration.ConnectedPair"/>: NoDelay,
+/// the agent's buffer sizes), 1 MiB application buffers, one sender thread and one receiver thread
+/// that discards into a reused buffer. No framing, no checksums, no page installs.
 /// </summary>
 internal static class RawTcp
 {
     public const int BufferSize = 1 << 20;
 
-    /// <summary>Moves exactly <paramref name="bytes"/> bytes; returns seconds from the sender's first write to the receiver's last byte.</summary>
-    public static double Measure(long bytes, TimeSpan timeout)
+    /// <param name="Seconds">From the sender's first write to the receiver's last byte.</param>
+    /// <param name="Sender">The sender thread's CPU time and faults.</param>
+    /// <param name="Receiver">The receiver thread's CPU time and faults.</param>
+    public sealed record Result(long Bytes, double Seconds, ThreadCpu Sender, ThreadCpu Receiver)
+    {
+        public double BytesPerSecond => Bytes / Seconds;
+    }
+
+    /// <summary>Moves exactly <paramref name="bytes"/> bytes.</summary>
+    public static Result Measure(long bytes, TimeSpan timeout)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
         var (client, server) = LoopbackMigration.ConnectedPair();
@@ -26,9 +35,12 @@ internal static class RawTcp
         long finished = 0;
         Exception? sendError = null;
         Exception? recvError = null;
+        ThreadCpu senderCpu = ThreadCpu.Zero;
+        ThreadCpu receiverCpu = ThreadCpu.Zero;
 
         var receiver = new Thread(() =>
         {
+            ThreadCpu cpu0 = ThreadCpu.Now();
             try
             {
                 byte[] buffer = GC.AllocateUninitializedArray<byte>(BufferSize, pinned: true);
@@ -48,11 +60,16 @@ internal static class RawTcp
             {
                 recvError = ex;
             }
+            finally
+            {
+                receiverCpu = ThreadCpu.Now() - cpu0;
+            }
         })
         { IsBackground = true, Name = "rawtcp-receiver" };
 
         var sender = new Thread(() =>
         {
+            ThreadCpu cpu0 = ThreadCpu.Now();
             try
             {
                 byte[] buffer = GC.AllocateUninitializedArray<byte>(BufferSize, pinned: true);
@@ -69,6 +86,10 @@ internal static class RawTcp
             catch (Exception ex)
             {
                 sendError = ex;
+            }
+            finally
+            {
+                senderCpu = ThreadCpu.Now() - cpu0;
             }
         })
         { IsBackground = true, Name = "rawtcp-sender" };
@@ -90,6 +111,6 @@ internal static class RawTcp
         {
             throw new IOException("raw TCP transfer failed: " + e.Message, e);
         }
-        return (finished - started) / (double)Stopwatch.Frequency;
+        return new Result(bytes, (finished - started) / (double)Stopwatch.Frequency, senderCpu, receiverCpu);
     }
 }

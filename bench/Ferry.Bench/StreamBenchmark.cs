@@ -2,15 +2,18 @@ using System.Diagnostics;
 using System.Globalization;
 using Ferry.Core.Migration;
 using Ferry.Core.Reporting;
+using Ferry.Core.Tracking;
 using Ferry.Vm.Machine;
 
 namespace Ferry.Bench;
 
 /// <summary>
 /// `stream`: how close an unthrottled pre-copy migration of an idle VM full of random bytes gets
-/// to what plain TCP over loopback moves, and which destination-side cost explains the gap.
-/// Every repeat measures, on the same byte count: the migration, a raw TCP stream, and page
-/// copies into fresh vs already-touched memory.
+/// to what plain TCP over loopback moves, per destination page-install backend, and where the
+/// time goes. Each repeat fills one VM, then migrates it once per requested backend (the order
+/// rotates between repeats; the paused source is resumed between migrations, its RAM unchanged),
+/// measuring raw TCP over the same byte count after each migration, and optionally runs the page
+/// copy probe on the same pages.
 /// </summary>
 internal static class StreamBenchmark
 {
@@ -19,49 +22,81 @@ internal static class StreamBenchmark
     private static readonly TimeSpan MigrationTimeout = TimeSpan.FromMinutes(10);
     private static readonly TimeSpan TcpTimeout = TimeSpan.FromMinutes(5);
 
-    public sealed record Settings(long MemoryBytes, int Repeats, bool Warmup);
+    public sealed record Settings
+    {
+        public long MemoryBytes { get; init; }
+        public int Repeats { get; init; }
+        public bool Warmup { get; init; }
+        public bool Probe { get; init; }
+        public IReadOnlyList<string> PageInstall { get; init; } = [];
+        public string DirtyLog { get; init; } = "";
+        public int SourceSendBufferBytes { get; init; } = LoopbackMigration.SourceSendBuffer;
+        public int DestinationReceiveBufferBytes { get; init; } = LoopbackMigration.DestinationReceiveBuffer;
+    }
 
-    public sealed record Run
+    /// <summary>One migration within a repeat.</summary>
+    public sealed record Migration
     {
         public int Repeat { get; init; }
-        public double FillSeconds { get; init; }
+        public int PositionInRepeat { get; init; }
+        public string PageInstallRequested { get; init; } = "";
+        public string PageInstallBackend { get; init; } = "";
+        public string PageInstallReason { get; init; } = "";
+        public string DirtyLogBackend { get; init; } = "";
+        public string DirtyLogReason { get; init; } = "";
         public long WireBytes { get; init; }
+        public long PagesSent { get; init; }
         public double MigrationMs { get; init; }
         public double MigrationWallMs { get; init; }
         public double MigrationBytesPerSecond { get; init; }
         public long Round1WireBytes { get; init; }
         public double Round1Ms { get; init; }
         public double Round1BytesPerSecond { get; init; }
-        public int Rounds { get; init; }
+        public double PreparationMs { get; init; }
         public double DowntimeMs { get; init; }
+        public double FinalPagesMs { get; init; }
+        public double StateMs { get; init; }
+        public double SwitchoverMs { get; init; }
+        public double DestinationResumeMs { get; init; }
+        public int Rounds { get; init; }
         public string StopReason { get; init; } = "";
-        public double RawTcpSeconds { get; init; }
         public double RawTcpBytesPerSecond { get; init; }
         public double Ratio { get; init; }
         public double Round1Ratio { get; init; }
-        public long ProbeBytes { get; init; }
-        public double MemcpyFreshSeconds { get; init; }
-        public double MemcpyFreshBytesPerSecond { get; init; }
-        public double MemcpyFreshMicrosecondsPerPage { get; init; }
-        public double MemcpyTouchedSeconds { get; init; }
-        public double MemcpyTouchedBytesPerSecond { get; init; }
-        public long MemcpyFreshMinorFaults { get; init; }
-        public double MemcpyFreshFaultsPerPage { get; init; }
-        public double MemcpyStoreFirstBytesPerSecond { get; init; }
-        public double MemcpyStoreFirstFaultsPerPage { get; init; }
-        public double MemcpyFreshSystemSeconds { get; init; }
-        public double HashBytesPerSecond { get; init; }
+        public double DestinationFaultsPerPage { get; init; }
         public string LoadAverage { get; init; } = "";
         public LoopbackMigration.SideCosts Sides { get; init; } = new();
         public MigrationReport? Report { get; init; }
     }
 
+    /// <summary>One repeat: one filled VM, one migration per backend, raw TCP after each, the probe.</summary>
+    public sealed record Repeat
+    {
+        public int Number { get; init; }
+        public double FillSeconds { get; init; }
+        public long WireBytes { get; init; }
+        public IReadOnlyList<RawTcp.Result> RawTcp { get; init; } = [];
+
+        /// <summary>Mean of this repeat's raw TCP rates: the baseline every migration of the repeat is divided by.</summary>
+        public double RawTcpBytesPerSecond { get; init; }
+        public string LoadAverage { get; init; } = "";
+        public MemcpyProbe.Result? Probe { get; init; }
+        public IReadOnlyList<Migration> Migrations { get; init; } = [];
+    }
+
     public static int Execute(BenchArgs args)
     {
-        var settings = new Settings(
-            MemoryBytes: args.Bytes("memory", 1L << 30),
-            Repeats: args.Int("repeats", 3, 1, 50),
-            Warmup: !args.Flag("no-warmup"));
+        IReadOnlyList<PageInstallChoice> installs = args.PageInstallList("page-install", "auto");
+        DirtyLogChoice dirtyLog = args.DirtyLog();
+        var settings = new Settings
+        {
+            MemoryBytes = args.Bytes("memory", 1L << 30),
+            Repeats = args.Int("repeats", 3, 1, 50),
+            Warmup = !args.Flag("no-warmup"),
+            Probe = !args.Flag("no-probe"),
+            PageInstall = installs.Select(BenchArgs.Name).ToArray(),
+            DirtyLog = BenchArgs.Name(dirtyLog),
+        };
         string? outPath = args.String("out");
         args.RejectUnknown();
 
@@ -70,33 +105,42 @@ internal static class StreamBenchmark
         Console.WriteLine($"# Ferry bench: stream ({Mib(settings.MemoryBytes)} MiB idle VM, random pages, pre-copy, no bandwidth limit, loopback TCP)");
         Console.WriteLine();
         Console.WriteLine($"- runtime: {env.Runtime}, {env.ProcessorCount} CPUs, tiered compilation {env.TieredCompilation}, load average {env.LoadAverageAtStart}");
-        Console.WriteLine($"- repeats: {settings.Repeats}; warm-up: {(settings.Warmup ? $"one {Mib(WarmupMemory)} MiB migration + raw TCP before timing" : "none")}");
+        Console.WriteLine($"- requested: --page-install {string.Join(',', settings.PageInstall)} (one migration each per repeat, order rotating), --dirty-log {settings.DirtyLog}");
+        Console.WriteLine($"- sockets: NoDelay, SO_SNDBUF {settings.SourceSendBufferBytes >> 20} MiB at the source, SO_RCVBUF {settings.DestinationReceiveBufferBytes >> 20} MiB " +
+                          "at the destination (the agent's settings), the same for raw TCP");
+        Console.WriteLine($"- repeats: {settings.Repeats}; warm-up: {(settings.Warmup ? $"one {Mib(WarmupMemory)} MiB migration per backend + raw TCP before timing" : "none")}; " +
+                          $"page copy probe: {(settings.Probe ? "yes" : "no (--no-probe)")}");
         Console.WriteLine();
 
         if (settings.Warmup)
         {
             long w0 = Stopwatch.GetTimestamp();
-            Progress($"warm-up: {Mib(WarmupMemory)} MiB migration and raw TCP");
+            Progress($"warm-up: {Mib(WarmupMemory)} MiB migration per backend and raw TCP");
             using (VirtualMachine vm = CreateFilled(WarmupMemory, out _))
             {
                 vm.Start();
-                LoopbackMigration.Run(vm, Options(), "bench-stream-warmup", MigrationTimeout);
+                foreach (PageInstallChoice install in installs)
+                {
+                    if (vm.State == VmRunState.Paused)
+                    {
+                        vm.Resume();
+                    }
+                    LoopbackMigration.Result w = LoopbackMigration.Run(vm, Options(dirtyLog), install, "bench-stream-warmup", MigrationTimeout);
+                    Require(w, "warm-up");
+                }
             }
             RawTcp.Measure(WarmupMemory, TcpTimeout);
             Progress($"warm-up done in {Stopwatch.GetElapsedTime(w0).TotalSeconds:0.0} s");
         }
 
-        var runs = new List<Run>();
+        var repeats = new List<Repeat>();
         for (int r = 1; r <= settings.Repeats; r++)
         {
-            runs.Add(RunOnce(r, settings));
-            Run last = runs[^1];
-            Progress($"repeat {r}/{settings.Repeats}: migration {Gbs(last.MigrationBytesPerSecond)} GB/s, raw TCP {Gbs(last.RawTcpBytesPerSecond)} GB/s, " +
-                     $"ratio {last.Ratio:0.00}; memcpy fresh {Gbs(last.MemcpyFreshBytesPerSecond)} GB/s, touched {Gbs(last.MemcpyTouchedBytesPerSecond)} GB/s");
+            repeats.Add(RunOnce(r, settings, installs, dirtyLog));
         }
 
-        var summary = Summarise(runs);
-        PrintTables(runs, summary);
+        var summaries = settings.PageInstall.Select(p => Summarise(p, repeats)).ToList();
+        Print(repeats, summaries, settings);
 
         var file = new ResultFile
         {
@@ -107,8 +151,8 @@ internal static class StreamBenchmark
             LoadAverageAtEnd = BenchEnvironment.LoadAverage(),
             Environment = env,
             Settings = settings,
-            Summary = summary,
-            Runs = runs,
+            Summary = summaries,
+            Runs = repeats,
         };
         string saved = file.Save(outPath);
         Console.WriteLine();
@@ -116,10 +160,11 @@ internal static class StreamBenchmark
         return 0;
     }
 
-    private static MigrationOptions Options() => new()
+    private static MigrationOptions Options(DirtyLogChoice dirtyLog) => new()
     {
         Technique = MigrationTechnique.PreCopy,
         MaxBandwidthBytesPerSecond = 0,
+        DirtyLog = dirtyLog,
     };
 
     private static VirtualMachine CreateFilled(long memory, out double fillSeconds)
@@ -138,189 +183,291 @@ internal static class StreamBenchmark
         return vm;
     }
 
-    private static Run RunOnce(int repeat, Settings s)
+    private static void Require(LoopbackMigration.Result m, string what)
     {
-        Progress($"repeat {repeat}: filling {Mib(s.MemoryBytes)} MiB with random bytes (untimed; first touch of fresh memory)");
+        MigrationReport rep = m.Report;
+        if (rep.Outcome != "completed" || !rep.Verification.DigestsMatch)
+        {
+            throw new InvalidOperationException($"{what}: migration did not complete cleanly: outcome {rep.Outcome}, error {rep.Error ?? m.DestinationError ?? "none"}");
+        }
+    }
+
+    private static Repeat RunOnce(int repeat, Settings s, IReadOnlyList<PageInstallChoice> installs, DirtyLogChoice dirtyLog)
+    {
+        Progress($"repeat {repeat}: filling {Mib(s.MemoryBytes)} MiB with random bytes (untimed)");
         using VirtualMachine vm = CreateFilled(s.MemoryBytes, out double fillSeconds);
         vm.Start();
         string load = BenchEnvironment.LoadAverage();
 
-        Progress($"repeat {repeat}: migrating (fill took {fillSeconds:0.0} s)");
-        LoopbackMigration.Result m = LoopbackMigration.Run(vm, Options(), $"bench-stream-{repeat}", MigrationTimeout);
-        MigrationReport rep = m.Report;
-        if (rep.Outcome != "completed" || !rep.Verification.DigestsMatch)
+        // Rotate the order so neither backend always goes first (drift on a shared machine).
+        var order = Enumerable.Range(0, installs.Count).Select(i => installs[(i + repeat - 1) % installs.Count]).ToList();
+        var reports = new List<(PageInstallChoice Install, int Position, LoopbackMigration.Result Result, string Load)>();
+        var tcp = new List<RawTcp.Result>();
+        for (int i = 0; i < order.Count; i++)
         {
-            throw new InvalidOperationException($"migration did not complete cleanly: outcome {rep.Outcome}, error {rep.Error ?? m.DestinationError ?? "none"}");
+            if (vm.State == VmRunState.Paused)
+            {
+                // The previous migration left the source paused with the same RAM: run it again.
+                vm.Resume();
+            }
+            string loadNow = BenchEnvironment.LoadAverage();
+            Progress($"repeat {repeat}: migrating with --page-install {BenchArgs.Name(order[i])} (fill took {fillSeconds:0.0} s; load {loadNow})");
+            LoopbackMigration.Result m = LoopbackMigration.Run(vm, Options(dirtyLog), order[i], $"bench-stream-{repeat}-{BenchArgs.Name(order[i])}", MigrationTimeout);
+            Require(m, $"repeat {repeat}, --page-install {BenchArgs.Name(order[i])}");
+            reports.Add((order[i], i + 1, m, loadNow));
+            Progress($"repeat {repeat}: {BenchArgs.Name(order[i])} → backend {m.Report.PageInstall.Backend}: {Gbs(m.Report.Pages.WireBytes / (m.Report.Timing.TotalMs / 1000))} GB/s; raw TCP over {m.Report.Pages.WireBytes} bytes");
+            tcp.Add(RawTcp.Measure(m.Report.Pages.WireBytes, TcpTimeout));
+            Progress($"repeat {repeat}: raw TCP {Gbs(tcp[^1].BytesPerSecond)} GB/s");
         }
+        double rawBps = tcp.Average(t => t.BytesPerSecond);
+
+        MemcpyProbe.Result? probe = null;
+        if (s.Probe)
+        {
+            Progress($"repeat {repeat}: page copy probe (fresh vs touched memory, XxHash3)");
+            probe = MemcpyProbe.Measure(vm.Memory);
+        }
+
+        var migrations = reports.Select(x => ToMigration(repeat, x.Install, x.Position, x.Result, rawBps, x.Load)).ToList();
+        return new Repeat
+        {
+            Number = repeat,
+            FillSeconds = fillSeconds,
+            WireBytes = migrations[0].WireBytes,
+            RawTcp = tcp,
+            RawTcpBytesPerSecond = rawBps,
+            LoadAverage = load,
+            Probe = probe,
+            Migrations = migrations,
+        };
+    }
+
+    private static Migration ToMigration(int repeat, PageInstallChoice install, int position, LoopbackMigration.Result m, double rawBps, string load)
+    {
+        MigrationReport rep = m.Report;
         RoundRecord? round1 = rep.Rounds.FirstOrDefault(x => x.Round == 1 && x.Kind == "live");
         long wire = rep.Pages.WireBytes;
-        double migrationBps = wire / (rep.Timing.TotalMs / 1000);
-        double round1Bps = round1 is { DurationMs: > 0 } ? round1.WireBytes / (round1.DurationMs / 1000) : double.NaN;
-
-        Progress($"repeat {repeat}: raw TCP, {wire} bytes");
-        double tcpSeconds = RawTcp.Measure(wire, TcpTimeout);
-        double tcpBps = wire / tcpSeconds;
-
-        Progress($"repeat {repeat}: memcpy into fresh vs touched memory, XxHash3");
-        MemcpyProbe.Result probe = MemcpyProbe.Measure(vm.Memory);
-
-        return new Run
+        double bps = wire / (rep.Timing.TotalMs / 1000);
+        double r1 = round1 is { DurationMs: > 0 } ? round1.WireBytes / (round1.DurationMs / 1000) : double.NaN;
+        return new Migration
         {
             Repeat = repeat,
-            FillSeconds = fillSeconds,
+            PositionInRepeat = position,
+            PageInstallRequested = BenchArgs.Name(install),
+            PageInstallBackend = rep.PageInstall.Backend,
+            PageInstallReason = rep.PageInstall.Reason,
+            DirtyLogBackend = rep.DirtyLog.Backend,
+            DirtyLogReason = rep.DirtyLog.Reason,
             WireBytes = wire,
+            PagesSent = rep.Pages.Sent,
             MigrationMs = rep.Timing.TotalMs,
             MigrationWallMs = m.WallMs,
-            MigrationBytesPerSecond = migrationBps,
+            MigrationBytesPerSecond = bps,
             Round1WireBytes = round1?.WireBytes ?? 0,
             Round1Ms = round1?.DurationMs ?? double.NaN,
-            Round1BytesPerSecond = round1Bps,
-            Rounds = rep.Rounds.Count,
+            Round1BytesPerSecond = r1,
+            PreparationMs = rep.Timing.PreparationMs,
             DowntimeMs = rep.Timing.DowntimeMs,
+            FinalPagesMs = rep.Timing.DowntimeParts.FinalPagesMs,
+            StateMs = rep.Timing.DowntimeParts.StateMs,
+            SwitchoverMs = rep.Timing.DowntimeParts.SwitchoverMs,
+            DestinationResumeMs = rep.Timing.DowntimeParts.DestinationResumeMs,
+            Rounds = rep.Rounds.Count,
             StopReason = rep.StopReason ?? "",
-            RawTcpSeconds = tcpSeconds,
-            RawTcpBytesPerSecond = tcpBps,
-            Ratio = migrationBps / tcpBps,
-            Round1Ratio = round1Bps / tcpBps,
-            ProbeBytes = probe.Bytes,
-            MemcpyFreshSeconds = probe.FreshSeconds,
-            MemcpyFreshBytesPerSecond = probe.FreshBytesPerSecond,
-            MemcpyFreshMicrosecondsPerPage = probe.FreshMicrosecondsPerPage,
-            MemcpyTouchedSeconds = probe.TouchedSeconds,
-            MemcpyTouchedBytesPerSecond = probe.TouchedBytesPerSecond,
-            MemcpyFreshMinorFaults = probe.FreshMinorFaults,
-            MemcpyFreshFaultsPerPage = probe.FreshFaultsPerPage,
-            MemcpyStoreFirstBytesPerSecond = probe.StoreFirstBytesPerSecond,
-            MemcpyStoreFirstFaultsPerPage = probe.StoreFirstFaultsPerPage,
-            MemcpyFreshSystemSeconds = probe.FreshSystemSeconds,
-            HashBytesPerSecond = probe.HashBytesPerSecond,
+            RawTcpBytesPerSecond = rawBps,
+            Ratio = bps / rawBps,
+            Round1Ratio = r1 / rawBps,
+            DestinationFaultsPerPage = rep.Pages.Sent > 0 ? m.Sides.DestinationMinorFaults / (double)rep.Pages.Sent : double.NaN,
             LoadAverage = load,
             Sides = m.Sides,
             Report = rep,
         };
     }
 
+    /// <summary>Medians over repeats for one requested backend.</summary>
     public sealed record Summary
     {
+        public string PageInstallRequested { get; init; } = "";
+        public string PageInstallBackends { get; init; } = "";
+        public string DirtyLogBackends { get; init; } = "";
         public double MigrationBytesPerSecond { get; init; }
         public double Round1BytesPerSecond { get; init; }
         public double RawTcpBytesPerSecond { get; init; }
         public double Ratio { get; init; }
+
+        /// <summary>Median migration GB/s ÷ median raw TCP GB/s (less sensitive to one noisy raw TCP run than the median of ratios).</summary>
+        public double RatioOfMedians { get; init; }
+        public double RatioMin { get; init; }
+        public double RatioMax { get; init; }
         public double Round1Ratio { get; init; }
-        public double MemcpyFreshBytesPerSecond { get; init; }
-        public double MemcpyFreshMicrosecondsPerPage { get; init; }
-        public double MemcpyTouchedBytesPerSecond { get; init; }
-        public double MemcpyStoreFirstBytesPerSecond { get; init; }
-        public double HashBytesPerSecond { get; init; }
         public double MigrationSeconds { get; init; }
-        public double RawTcpSeconds { get; init; }
-        public double MemcpyFreshSeconds { get; init; }
-        public double MemcpyTouchedSeconds { get; init; }
+        public double Round1Seconds { get; init; }
+        public double PreparationMinusRound1Ms { get; init; }
+        public double DowntimeMs { get; init; }
+        public double SwitchoverMs { get; init; }
+        public double SourceThreadSeconds { get; init; }
+        public double SourceUserSeconds { get; init; }
+        public double SourceSystemSeconds { get; init; }
         public double SourceBlockedShare { get; init; }
-        public double DestinationSystemShare { get; init; }
-        public double DestinationUserShare { get; init; }
+        public double DestinationThreadSeconds { get; init; }
+        public double DestinationUserSeconds { get; init; }
+        public double DestinationSystemSeconds { get; init; }
+        public double DestinationBlockedInReadShare { get; init; }
         public double DestinationFaultsPerPage { get; init; }
-        public double FreshOverTouchedSlowdown { get; init; }
-        public double FreshCopyOverMigration { get; init; }
-        public double StoreFirstSpeedup { get; init; }
+
+        /// <summary>Source + destination thread CPU (user + sys) for the migration, median.</summary>
+        public double MigrationCpuSeconds { get; init; }
+
+        /// <summary>Sender + receiver thread CPU (user + sys) of the raw TCP runs, median over all runs.</summary>
+        public double RawTcpCpuSeconds { get; init; }
         public double TargetRatio { get; init; } = StreamBenchmark.TargetRatio;
         public bool MeetsTarget { get; init; }
+
+        /// <summary>Target ÷ ratio: how many times faster the migration would have to be.</summary>
+        public double ShortfallFactor { get; init; }
     }
 
-    private static Summary Summarise(List<Run> runs)
+    private static Summary Summarise(string install, List<Repeat> repeats)
     {
-        double ratio = Stats.Median(runs.Select(r => r.Ratio));
+        var ms = repeats.SelectMany(r => r.Migrations).Where(m => m.PageInstallRequested == install).ToList();
+        double ratio = Stats.Median(ms.Select(m => m.Ratio));
         return new Summary
         {
-            MigrationBytesPerSecond = Stats.Median(runs.Select(r => r.MigrationBytesPerSecond)),
-            Round1BytesPerSecond = Stats.Median(runs.Select(r => r.Round1BytesPerSecond)),
-            RawTcpBytesPerSecond = Stats.Median(runs.Select(r => r.RawTcpBytesPerSecond)),
+            PageInstallRequested = install,
+            PageInstallBackends = string.Join(", ", ms.Select(m => m.PageInstallBackend).Distinct()),
+            DirtyLogBackends = string.Join(", ", ms.Select(m => m.DirtyLogBackend).Distinct()),
+            MigrationBytesPerSecond = Stats.Median(ms.Select(m => m.MigrationBytesPerSecond)),
+            Round1BytesPerSecond = Stats.Median(ms.Select(m => m.Round1BytesPerSecond)),
+            RawTcpBytesPerSecond = Stats.Median(ms.Select(m => m.RawTcpBytesPerSecond)),
             Ratio = ratio,
-            Round1Ratio = Stats.Median(runs.Select(r => r.Round1Ratio)),
-            MemcpyFreshBytesPerSecond = Stats.Median(runs.Select(r => r.MemcpyFreshBytesPerSecond)),
-            MemcpyFreshMicrosecondsPerPage = Stats.Median(runs.Select(r => r.MemcpyFreshMicrosecondsPerPage)),
-            MemcpyTouchedBytesPerSecond = Stats.Median(runs.Select(r => r.MemcpyTouchedBytesPerSecond)),
-            MemcpyStoreFirstBytesPerSecond = Stats.Median(runs.Select(r => r.MemcpyStoreFirstBytesPerSecond)),
-            HashBytesPerSecond = Stats.Median(runs.Select(r => r.HashBytesPerSecond)),
-            MigrationSeconds = Stats.Median(runs.Select(r => r.MigrationMs / 1000)),
-            RawTcpSeconds = Stats.Median(runs.Select(r => r.RawTcpSeconds)),
-            MemcpyFreshSeconds = Stats.Median(runs.Select(r => r.MemcpyFreshSeconds)),
-            MemcpyTouchedSeconds = Stats.Median(runs.Select(r => r.MemcpyTouchedSeconds)),
-            SourceBlockedShare = Stats.Median(runs.Select(r => r.Sides.SourceBlockedInWriteSeconds / r.Sides.SourceThreadSeconds)),
-            DestinationSystemShare = Stats.Median(runs.Select(r => r.Sides.DestinationSystemSeconds / r.Sides.DestinationThreadSeconds)),
-            DestinationUserShare = Stats.Median(runs.Select(r => r.Sides.DestinationUserSeconds / r.Sides.DestinationThreadSeconds)),
-            DestinationFaultsPerPage = Stats.Median(runs.Select(r => r.Sides.DestinationMinorFaults / (double)(r.ProbeBytes / 4096))),
-            FreshOverTouchedSlowdown = Stats.Median(runs.Select(r => r.MemcpyFreshSeconds / r.MemcpyTouchedSeconds)),
-            FreshCopyOverMigration = Stats.Median(runs.Select(r => r.MemcpyFreshSeconds / (r.MigrationMs / 1000))),
-            StoreFirstSpeedup = Stats.Median(runs.Select(r => r.MemcpyStoreFirstBytesPerSecond / r.MemcpyFreshBytesPerSecond)),
+            RatioOfMedians = Stats.Median(ms.Select(m => m.MigrationBytesPerSecond)) / Stats.Median(repeats.Select(r => r.RawTcpBytesPerSecond)),
+            RatioMin = Stats.Min(ms.Select(m => m.Ratio)),
+            RatioMax = Stats.Max(ms.Select(m => m.Ratio)),
+            Round1Ratio = Stats.Median(ms.Select(m => m.Round1Ratio)),
+            MigrationSeconds = Stats.Median(ms.Select(m => m.MigrationMs / 1000)),
+            Round1Seconds = Stats.Median(ms.Select(m => m.Round1Ms / 1000)),
+            PreparationMinusRound1Ms = Stats.Median(ms.Select(m => m.PreparationMs - m.Round1Ms)),
+            DowntimeMs = Stats.Median(ms.Select(m => m.DowntimeMs)),
+            SwitchoverMs = Stats.Median(ms.Select(m => m.SwitchoverMs)),
+            SourceThreadSeconds = Stats.Median(ms.Select(m => m.Sides.SourceThreadSeconds)),
+            SourceUserSeconds = Stats.Median(ms.Select(m => m.Sides.SourceUserSeconds)),
+            SourceSystemSeconds = Stats.Median(ms.Select(m => m.Sides.SourceSystemSeconds)),
+            SourceBlockedShare = Stats.Median(ms.Select(m => m.Sides.SourceBlockedInWriteSeconds / m.Sides.SourceThreadSeconds)),
+            DestinationThreadSeconds = Stats.Median(ms.Select(m => m.Sides.DestinationThreadSeconds)),
+            DestinationUserSeconds = Stats.Median(ms.Select(m => m.Sides.DestinationUserSeconds)),
+            DestinationSystemSeconds = Stats.Median(ms.Select(m => m.Sides.DestinationSystemSeconds)),
+            DestinationBlockedInReadShare = Stats.Median(ms.Select(m => m.Sides.DestinationBlockedInReadSeconds / m.Sides.DestinationThreadSeconds)),
+            DestinationFaultsPerPage = Stats.Median(ms.Select(m => m.DestinationFaultsPerPage)),
+            MigrationCpuSeconds = Stats.Median(ms.Select(m => m.Sides.SourceUserSeconds + m.Sides.SourceSystemSeconds + m.Sides.DestinationUserSeconds + m.Sides.DestinationSystemSeconds)),
+            RawTcpCpuSeconds = Stats.Median(repeats.SelectMany(r => r.RawTcp).Select(t => t.Sender.UserSeconds + t.Sender.SystemSeconds + t.Receiver.UserSeconds + t.Receiver.SystemSeconds)),
             MeetsTarget = ratio >= TargetRatio,
+            ShortfallFactor = TargetRatio / ratio,
         };
     }
 
-    private static void PrintTables(List<Run> runs, Summary m)
+    private static void Print(List<Repeat> repeats, List<Summary> summaries, Settings s)
     {
-        var t = new MarkdownTable("repeat", "wire MiB", "migration s", "migration GB/s", "round 1 GB/s", "raw TCP s", "raw TCP GB/s",
-            "ratio", "ratio (round 1)", "memcpy fresh GB/s (µs/page)", "memcpy touched GB/s", "XxHash3 GB/s");
-        foreach (Run r in runs)
+        var t = new MarkdownTable("repeat", "--page-install → backend", "dirty log", "wire MiB", "migration s", "migration GB/s", "round 1 GB/s",
+            "raw TCP GB/s", "ratio", "ratio (round 1)", "prep − round 1 ms", "downtime ms", "load avg");
+        foreach (string install in s.PageInstall)
         {
-            t.Add(r.Repeat.ToString(CultureInfo.InvariantCulture), Mib(r.WireBytes), F(r.MigrationMs / 1000), Gbs(r.MigrationBytesPerSecond),
-                Gbs(r.Round1BytesPerSecond), F(r.RawTcpSeconds), Gbs(r.RawTcpBytesPerSecond), F(r.Ratio), F(r.Round1Ratio),
-                $"{Gbs(r.MemcpyFreshBytesPerSecond)} ({r.MemcpyFreshMicrosecondsPerPage:0.0})", Gbs(r.MemcpyTouchedBytesPerSecond), Gbs(r.HashBytesPerSecond));
+            foreach (Migration m in repeats.SelectMany(r => r.Migrations).Where(m => m.PageInstallRequested == install))
+            {
+                t.Add($"{m.Repeat} ({m.PositionInRepeat}.)", $"{m.PageInstallRequested} → {m.PageInstallBackend}", m.DirtyLogBackend, Mib(m.WireBytes),
+                    F(m.MigrationMs / 1000), Gbs(m.MigrationBytesPerSecond), Gbs(m.Round1BytesPerSecond), Gbs(m.RawTcpBytesPerSecond),
+                    F(m.Ratio), F(m.Round1Ratio), (m.PreparationMs - m.Round1Ms).ToString("0", CultureInfo.InvariantCulture),
+                    m.DowntimeMs.ToString("0.0", CultureInfo.InvariantCulture), m.LoadAverage);
+            }
+            Summary x = summaries.Single(z => z.PageInstallRequested == install);
+            t.Add("**median**", $"{x.PageInstallRequested} → {x.PageInstallBackends}", x.DirtyLogBackends, Mib(repeats[0].WireBytes), F(x.MigrationSeconds),
+                Gbs(x.MigrationBytesPerSecond), Gbs(x.Round1BytesPerSecond), Gbs(x.RawTcpBytesPerSecond), $"**{F(x.Ratio)}**", F(x.Round1Ratio),
+                x.PreparationMinusRound1Ms.ToString("0", CultureInfo.InvariantCulture), x.DowntimeMs.ToString("0.0", CultureInfo.InvariantCulture), "");
         }
-        t.Add("**median**", Mib(runs[0].WireBytes), F(m.MigrationSeconds), Gbs(m.MigrationBytesPerSecond), Gbs(m.Round1BytesPerSecond),
-            F(m.RawTcpSeconds), Gbs(m.RawTcpBytesPerSecond), $"**{F(m.Ratio)}**", F(m.Round1Ratio),
-            $"{Gbs(m.MemcpyFreshBytesPerSecond)} ({m.MemcpyFreshMicrosecondsPerPage:0.0})", Gbs(m.MemcpyTouchedBytesPerSecond), Gbs(m.HashBytesPerSecond));
         Console.WriteLine(t);
-        Console.WriteLine("GB = 10^9 bytes. Migration GB/s = wire bytes ÷ the report's total time (offer → resume acknowledged); " +
-                          "round 1 GB/s = round-1 wire bytes ÷ round-1 time at the source. Ratio = migration GB/s ÷ raw TCP GB/s over the same byte count. " +
-                          "memcpy columns copy the same pages, 4 KiB at a time, into a never-touched mapping and then again into the same mapping.");
+        Console.WriteLine("GB = 10^9 bytes. Migration GB/s = wire bytes ÷ the report's total time (offer → resume acknowledged); round 1 GB/s = round-1 wire " +
+                          "bytes ÷ round-1 time at the source. Raw TCP GB/s = mean of the repeat's raw TCP runs (one after each migration, same byte count); " +
+                          "ratio = migration GB/s ÷ that. \"prep − round 1\" = preparation − round 1 at the source: offer round trip, harvest, policy and " +
+                          "the wait for the destination's round acknowledgement (the drain). (n.) = position of the migration within its repeat.");
         Console.WriteLine();
-        var sides = new MarkdownTable("repeat", "source thread s", "source user / sys s", "source blocked in socket write s",
-            "destination thread s", "destination user / sys s", "destination blocked in socket read s", "destination minor faults",
-            "memcpy fresh: faults/page, sys s", "memcpy fresh after 1-byte store: GB/s, faults/page", "load avg");
-        foreach (Run r in runs)
+        Console.WriteLine("Backends, as the reports name them: " + string.Join("; ", repeats.SelectMany(r => r.Migrations)
+            .Select(m => $"page install: {m.PageInstallReason}; dirty log: {m.DirtyLogReason}").Distinct()));
+        Console.WriteLine();
+
+        var sides = new MarkdownTable("repeat", "backend", "source thread s", "source user / sys s", "source blocked in write", "destination thread s",
+            "destination user / sys s", "destination blocked in read", "destination faults / page", "hash ms: source / destination",
+            "downtime: final / state / switchover ms");
+        foreach (string install in s.PageInstall)
         {
-            LoopbackMigration.SideCosts c = r.Sides;
-            sides.Add(r.Repeat.ToString(CultureInfo.InvariantCulture), F(c.SourceThreadSeconds), $"{F(c.SourceUserSeconds)} / {F(c.SourceSystemSeconds)}",
-                F(c.SourceBlockedInWriteSeconds), F(c.DestinationThreadSeconds), $"{F(c.DestinationUserSeconds)} / {F(c.DestinationSystemSeconds)}",
-                F(c.DestinationBlockedInReadSeconds), c.DestinationMinorFaults.ToString(CultureInfo.InvariantCulture),
-                $"{F(r.MemcpyFreshFaultsPerPage)}, {F(r.MemcpyFreshSystemSeconds)}",
-                $"{Gbs(r.MemcpyStoreFirstBytesPerSecond)}, {F(r.MemcpyStoreFirstFaultsPerPage)}", r.LoadAverage);
+            foreach (Migration m in repeats.SelectMany(r => r.Migrations).Where(m => m.PageInstallRequested == install))
+            {
+                LoopbackMigration.SideCosts c = m.Sides;
+                sides.Add(m.Repeat.ToString(CultureInfo.InvariantCulture), m.PageInstallBackend, F(c.SourceThreadSeconds),
+                    $"{F(c.SourceUserSeconds)} / {F(c.SourceSystemSeconds)}", P(c.SourceBlockedInWriteSeconds / c.SourceThreadSeconds),
+                    F(c.DestinationThreadSeconds), $"{F(c.DestinationUserSeconds)} / {F(c.DestinationSystemSeconds)}",
+                    P(c.DestinationBlockedInReadSeconds / c.DestinationThreadSeconds), F(m.DestinationFaultsPerPage),
+                    $"{m.Report?.Verification.SourceHashMs:0} / {m.Report?.Verification.DestinationHashMs:0}",
+                    $"{m.FinalPagesMs:0.0} / {m.StateMs:0.0} / {m.SwitchoverMs:0.0}");
+            }
         }
-        Console.WriteLine("Per-thread accounting of the migration (CPU from /proc/thread-self/stat, 10 ms resolution; blocked time measured around each socket call):");
+        Console.WriteLine("Per-thread accounting of each migration (CPU from /proc/thread-self/stat, 10 ms resolution; blocked time measured around each socket call):");
         Console.WriteLine();
         Console.WriteLine(sides);
-        Console.WriteLine("The memcpy columns are the probe's: a managed 4 KiB copy into a never-touched page takes two minor faults " +
-                          "here; storing one byte into the page first (one fault) and then copying shows what that second fault costs. The two fresh " +
-                          "copies are interleaved 2 MiB at a time, since fresh-memory speed drifts with the host's state.");
+
+        var raw = new MarkdownTable("repeat", "raw TCP runs GB/s", "sender user / sys s", "receiver user / sys s");
+        foreach (Repeat r in repeats)
+        {
+            raw.Add(r.Number.ToString(CultureInfo.InvariantCulture), string.Join(", ", r.RawTcp.Select(x => Gbs(x.BytesPerSecond))),
+                string.Join(", ", r.RawTcp.Select(x => $"{F(x.Sender.UserSeconds)} / {F(x.Sender.SystemSeconds)}")),
+                string.Join(", ", r.RawTcp.Select(x => $"{F(x.Receiver.UserSeconds)} / {F(x.Receiver.SystemSeconds)}")));
+        }
+        Console.WriteLine("Raw TCP runs (same byte count as the migration, same socket settings):");
         Console.WriteLine();
+        Console.WriteLine(raw);
+
+        List<MemcpyProbe.Result> probes = repeats.Where(r => r.Probe is not null).Select(r => r.Probe!).ToList();
+        if (probes.Count > 0)
+        {
+            var pt = new MarkdownTable("repeat", "memcpy fresh GB/s (µs/page, faults/page)", "fresh after 1-byte store GB/s (faults/page)", "memcpy touched GB/s", "XxHash3 GB/s");
+            foreach (Repeat r in repeats.Where(r => r.Probe is not null))
+            {
+                MemcpyProbe.Result p = r.Probe!;
+                pt.Add(r.Number.ToString(CultureInfo.InvariantCulture), $"{Gbs(p.FreshBytesPerSecond)} ({p.FreshMicrosecondsPerPage:0.00}, {F(p.FreshFaultsPerPage)})",
+                    $"{Gbs(p.StoreFirstBytesPerSecond)} ({F(p.StoreFirstFaultsPerPage)})", Gbs(p.TouchedBytesPerSecond), Gbs(p.HashBytesPerSecond));
+            }
+            pt.Add("**median**", $"{Gbs(Stats.Median(probes.Select(p => p.FreshBytesPerSecond)))} ({Stats.Median(probes.Select(p => p.FreshMicrosecondsPerPage)):0.00})",
+                Gbs(Stats.Median(probes.Select(p => p.StoreFirstBytesPerSecond))), Gbs(Stats.Median(probes.Select(p => p.TouchedBytesPerSecond))),
+                Gbs(Stats.Median(probes.Select(p => p.HashBytesPerSecond))));
+            Console.WriteLine("Page copy probe on the same pages (4 KiB at a time from the paused source; the two fresh passes interleaved 2 MiB at a time):");
+            Console.WriteLine();
+            Console.WriteLine(pt);
+        }
         Console.WriteLine($"> {BenchEnvironment.MachineCaveat}");
         Console.WriteLine();
-        string verdict = m.MeetsTarget
-            ? $"Target ratio ≥ {TargetRatio:0.0}: **met** ({F(m.Ratio)})."
-            : $"Target ratio ≥ {TargetRatio:0.0}: **not met**: {F(m.Ratio)}, i.e. the migration moves data at {m.Ratio * 100:0}% of raw TCP speed " +
-              $"({F(TargetRatio / m.Ratio)}× short of the target).";
-        Console.WriteLine(verdict);
-        Console.WriteLine();
-        Console.WriteLine($"Where the time goes (median over repeats of each repeat's own figures, {Mib(runs[0].ProbeBytes)} MiB of pages):");
-        Console.WriteLine();
-        Console.WriteLine($"- The source migration thread spent {P(m.SourceBlockedShare)} of its time blocked in socket writes, i.e. waiting for the " +
-                          "destination to drain the connection: the destination bounds the transfer.");
-        Console.WriteLine($"- The destination thread (receive, checksum, validate, install, hash — all on one thread) spent {P(m.DestinationSystemShare)} " +
-                          $"of the migration in the kernel and {P(m.DestinationUserShare)} in user code, taking {F(m.DestinationFaultsPerPage)} minor " +
-                          "faults per installed page: installing into never-touched guest RAM (GuestMemory.InstallPage) is where the time goes.");
-        Console.WriteLine($"- Same pages, same run: a plain page-by-page copy into never-touched memory ran at {Gbs(m.MemcpyFreshBytesPerSecond)} GB/s " +
-                          $"({m.MemcpyFreshMicrosecondsPerPage:0.0} µs/page), {F(m.FreshOverTouchedSlowdown)}× slower than into already-touched memory " +
-                          $"({Gbs(m.MemcpyTouchedBytesPerSecond)} GB/s); that copy alone took {F(m.FreshCopyOverMigration)}× as long as the whole migration. " +
-                          $"Storing one byte per page before copying (one fault instead of two; interleaved with the plain copy 2 MiB at a time) " +
-                          $"changed the fresh copy's speed by a factor of {F(m.StoreFirstSpeedup)}.");
-        double bytes = runs[0].ProbeBytes;
-        double budget = bytes / (TargetRatio * m.RawTcpBytesPerSecond);
-        double floorWork = bytes / m.MemcpyTouchedBytesPerSecond + 2 * bytes / m.HashBytesPerSecond;
-        Console.WriteLine($"- Budget at the target: {Mib(runs[0].ProbeBytes)} MiB at {TargetRatio:0.0} × {Gbs(m.RawTcpBytesPerSecond)} GB/s is {F(budget)} s. " +
-                          $"Even into touched memory, the destination's copy plus its two XxHash3 passes (frame checksum, page digest) cost " +
-                          $"{F(floorWork)} s of CPU ({floorWork / budget * 100:0}% of the budget) before the kernel's receive copy, " +
-                          "so reaching the target needs installs that avoid per-page faults (UFFDIO_COPY in batches, kernel.md) and work overlapped off the receive thread.");
+
+        foreach (Summary x in summaries)
+        {
+            string verdict = x.MeetsTarget
+                ? $"**met** ({F(x.Ratio)}, {F(x.Ratio / TargetRatio)}× the target)"
+                : $"**not met**: {F(x.Ratio)} (repeats {F(x.RatioMin)}–{F(x.RatioMax)}; median GB/s ÷ median raw TCP GB/s: {F(x.RatioOfMedians)}), " +
+                  $"i.e. {x.Ratio * 100:0}% of raw TCP; the migration would have to be {F(x.ShortfallFactor)}× faster";
+            Console.WriteLine($"- `--page-install {x.PageInstallRequested}` (backend {x.PageInstallBackends}): target ratio ≥ {TargetRatio:0.0} {verdict}. " +
+                              $"Source blocked in writes {P(x.SourceBlockedShare)} of its thread time; destination user / sys {F(x.DestinationUserSeconds)} / " +
+                              $"{F(x.DestinationSystemSeconds)} s of {F(x.DestinationThreadSeconds)} s, {F(x.DestinationFaultsPerPage)} faults per page, " +
+                              $"blocked in reads {P(x.DestinationBlockedInReadShare)}. CPU of the two migration threads {F(x.MigrationCpuSeconds)} s " +
+                              $"against {F(x.RawTcpCpuSeconds)} s for raw TCP's two threads over the same bytes ({F(x.MigrationCpuSeconds / x.RawTcpCpuSeconds)}×).");
+        }
+        if (probes.Count > 0)
+        {
+            double bytes = probes[0].Bytes;
+            double rawBps = Stats.Median(repeats.Select(r => r.RawTcpBytesPerSecond));
+            double budget = bytes / (TargetRatio * rawBps);
+            double touched = Stats.Median(probes.Select(p => p.TouchedBytesPerSecond));
+            double hash = Stats.Median(probes.Select(p => p.HashBytesPerSecond));
+            double floorWork = bytes / touched + 2 * bytes / hash;
+            Console.WriteLine($"- Budget at the target: {Mib((long)bytes)} MiB at {TargetRatio:0.0} × {Gbs(rawBps)} GB/s is {F(budget)} s. Per side, one 4 KiB copy " +
+                              $"(touched memory, {Gbs(touched)} GB/s) plus two XxHash3 passes ({Gbs(hash)} GB/s) cost {F(floorWork)} s of CPU " +
+                              $"({floorWork / budget * 100:0}% of the budget) before the kernel's socket copy, which raw TCP also pays.");
+        }
     }
 
     private static void Progress(string message) =>
