@@ -47,23 +47,19 @@ public sealed partial class SourceMigration
             ProcessorCount = accepted.ProcessorCount,
         };
 
-        if (_options.MaxBandwidthBytesPerSecond > 0)
-        {
-            // Started only now, so waiting for the destination earns no credit to burst past the limit.
-            _bucket = new Core.Pacing.TokenBucket(_options.MaxBandwidthBytesPerSecond,
-                FrameHeader.Size + PageBatchCodec.MaxPayloadFor(PageBatchCodec.MaxPagesPerBatch), Seconds(_start, Stopwatch.GetTimestamp()));
-        }
         var pending = new DirtyBitmap(_memory.PageCount);
         var harvest = new DirtyBitmap(_memory.PageCount);
         if (_options.Technique == MigrationTechnique.StopAndCopy)
         {
             PauseSource(ctx);
+            StartPacing();
             ctx.StopReason = "stop-and-copy: the VM is paused for the whole copy";
             SendAllPopulated(round: 1, kind: "stop-and-copy", ct);
         }
         else
         {
             _dirtyLog.Start();
+            StartPacing();
             SendAllPopulated(round: 1, kind: "live", ct);
             long dirtied = _dirtyLog.GetAndClear(pending);
             while (true)
@@ -97,6 +93,19 @@ public sealed partial class SourceMigration
         SendState();
         ctx.StateDone = Stopwatch.GetTimestamp();
         return Switchover(ctx, returnPath, ct);
+    }
+
+    /// <summary>
+    /// Starts the bandwidth limit just before the first page goes out, so waiting for the
+    /// destination or starting the dirty log earns no credit to burst past the limit.
+    /// </summary>
+    private void StartPacing()
+    {
+        if (_options.MaxBandwidthBytesPerSecond > 0)
+        {
+            _bucket = new Core.Pacing.TokenBucket(_options.MaxBandwidthBytesPerSecond,
+                FrameHeader.Size + PageBatchCodec.MaxPayloadFor(PageBatchCodec.MaxPagesPerBatch), Seconds(_start, Stopwatch.GetTimestamp()));
+        }
     }
 
     private void PauseSource(RunContext ctx)
