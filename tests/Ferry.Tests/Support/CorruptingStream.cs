@@ -10,9 +10,8 @@ namespace Ferry.Tests.Support;
 /// computed the checksum. Reads pass through untouched. Bytes are forwarded a whole frame at a
 /// time, which is what a receiver can use anyway.
 /// </summary>
-internal sealed class CorruptingStream : Stream
+internal sealed class CorruptingStream : LinkDecorator
 {
-    private readonly Stream _inner;
     private readonly int _targetBatch;
     private readonly int _bitInPage;
     private readonly MemoryStream _pending = new();
@@ -21,11 +20,11 @@ internal sealed class CorruptingStream : Stream
     /// <param name="targetBatch">1-based index of the page batch frame to corrupt.</param>
     /// <param name="bitInPage">Which bit of the page's 4096 bytes to flip.</param>
     public CorruptingStream(Stream inner, int targetBatch, int bitInPage = 12345)
+        : base(inner)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(targetBatch, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(bitInPage);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(bitInPage, PageBatchCodec.PageBytes * 8);
-        _inner = inner;
         _targetBatch = targetBatch;
         _bitInPage = bitInPage;
     }
@@ -35,8 +34,6 @@ internal sealed class CorruptingStream : Stream
 
     /// <summary>Page number whose bytes were corrupted, or -1.</summary>
     public long CorruptedPage { get; private set; } = -1;
-
-    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
     public override void Write(ReadOnlySpan<byte> buffer)
     {
@@ -56,7 +53,7 @@ internal sealed class CorruptingStream : Stream
             {
                 FlipInFirstRawPage(all.AsSpan(pos + FrameHeader.Size, payload));
             }
-            _inner.Write(all, pos, total);
+            Inner.Write(all, pos, total);
             pos += total;
         }
         // Keep the incomplete tail for the next write.
@@ -81,38 +78,5 @@ internal sealed class CorruptingStream : Stream
                 return;
             }
         }
-    }
-
-    public override void Flush() => _inner.Flush();
-
-    public override int Read(byte[] buffer, int offset, int count) => _inner.Read(buffer, offset, count);
-
-    public override int Read(Span<byte> buffer) => _inner.Read(buffer);
-
-    public override bool CanRead => _inner.CanRead;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => _inner.CanWrite;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            _inner.Dispose();
-        }
-        base.Dispose(disposing);
     }
 }

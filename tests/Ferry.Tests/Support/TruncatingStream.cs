@@ -5,16 +5,15 @@ namespace Ferry.Tests.Support;
 /// cut (the inner stream, and with it the socket, is closed) and the write fails as a real
 /// broken connection would. Reads pass through until the cut.
 /// </summary>
-internal sealed class TruncatingStream : Stream
+internal sealed class TruncatingStream : LinkDecorator
 {
-    private readonly Stream _inner;
     private readonly long _limit;
     private long _written;
 
     public TruncatingStream(Stream inner, long limit)
+        : base(inner)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(limit);
-        _inner = inner;
         _limit = limit;
     }
 
@@ -23,8 +22,6 @@ internal sealed class TruncatingStream : Stream
 
     /// <summary>Bytes that went through before the cut.</summary>
     public long BytesPassed => _written;
-
-    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
     public override void Write(ReadOnlySpan<byte> buffer)
     {
@@ -35,18 +32,18 @@ internal sealed class TruncatingStream : Stream
         long room = _limit - _written;
         if (buffer.Length <= room)
         {
-            _inner.Write(buffer);
+            Inner.Write(buffer);
             _written += buffer.Length;
             return;
         }
         if (room > 0)
         {
-            _inner.Write(buffer[..(int)room]);
-            _inner.Flush();
+            Inner.Write(buffer[..(int)room]);
+            Inner.Flush();
             _written += room;
         }
         Cut = true;
-        _inner.Dispose();
+        Inner.Dispose();
         throw new IOException($"link cut (test) after {_limit} bytes");
     }
 
@@ -54,38 +51,9 @@ internal sealed class TruncatingStream : Stream
     {
         if (!Cut)
         {
-            _inner.Flush();
+            Inner.Flush();
         }
     }
 
-    public override int Read(byte[] buffer, int offset, int count) => _inner.Read(buffer, offset, count);
-
-    public override int Read(Span<byte> buffer) => _inner.Read(buffer);
-
-    public override bool CanRead => _inner.CanRead;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => !Cut && _inner.CanWrite;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            _inner.Dispose();
-        }
-        base.Dispose(disposing);
-    }
+    public override bool CanWrite => !Cut && Inner.CanWrite;
 }
