@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Ferry.Core.Paging;
 using Ferry.Core.Reporting;
 using Ferry.Protocol;
 using Ferry.Protocol.Framing;
@@ -20,6 +21,9 @@ public sealed record DestinationLimits
 
     /// <summary>How long a silent source is tolerated between frames.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Post-copy: the longest a vCPU waits for one missing page before the migration fails.</summary>
+    public TimeSpan PageWaitTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>
@@ -111,6 +115,9 @@ public sealed class DestinationMigration
             var vcpus = new VcpuState[config.Vcpus];
             var haveVcpu = new bool[config.Vcpus];
             bool haveDevice = false;
+            // Post-copy: the pages still at the source, as the PendingPages frames describe them.
+            DirtyBitmap? pending = null;
+            int pendingWords = 0;
             long hashTicks = 0;
             while (true)
             {
@@ -160,6 +167,15 @@ public sealed class DestinationMigration
                         ControlJson.Decode<DeviceState>(f.Payload, "device state");
                         haveDevice = true;
                         break;
+                    case FrameType.PendingPages:
+                    {
+                        pending ??= new DirtyBitmap(memory.PageCount);
+                        ulong[] words = new ulong[Math.Min(pending.WordCount, PendingPagesMessage.MaxWordsPerFrame)];
+                        int n = PendingPagesMessage.Read(f.Payload, pendingWords, pending.WordCount, words);
+                        pending.OrWords(pendingWords, words.AsSpan(0, n));
+                        pendingWords += n;
+                        break;
+                    }
                     case FrameType.Switchover:
                     {
                         long switchAt = Stopwatch.GetTimestamp();
@@ -167,6 +183,7 @@ public sealed class DestinationMigration
                         ulong mine = digest.Compute();
                         string? problem =
                             !haveVcpu.All(x => x) ? "vCPU state missing" :
+                            pending is not null && pendingWords != pending.WordCount ? $"pending pages map covers {pendingWords} of {pending.WordCount} words" :
                             !haveDevice ? "device state missing" :
                             sw.GuestPages != memory.PageCount ? $"source counts {sw.GuestPages} guest pages, destination {memory.PageCount}" :
                             sw.Vcpus != config.Vcpus ? $"source says {sw.Vcpus} vCPUs, the offer said {config.Vcpus}" :
@@ -194,6 +211,13 @@ public sealed class DestinationMigration
                         Expect(commit, FrameType.Commit);
                         // Never-written pages must fault in as zeros again once guest code runs.
                         memory.DisableFastInstall();
+                        if (pending is not null)
+                        {
+                            GuestMemory postCopyMemory = memory;
+                            memory = null;
+                            return new PostCopyReceiver(_stream, reader, writer, postCopyMemory, digest, config, vcpus, pending, _limits.PageWaitTimeout, switchAt)
+                                .Run(pages => Interlocked.Add(ref _pagesReceived, pages), PagesReceived);
+                        }
                         vm = VirtualMachine.Restore(config, memory, vcpus);
                         memory = null;
                         vm.Start();
@@ -232,7 +256,7 @@ public sealed class DestinationMigration
         }
     }
 
-    private static void TrySend(FrameWriter writer, FrameType type, byte[] payload)
+    internal static void TrySend(FrameWriter writer, FrameType type, byte[] payload)
     {
         try
         {

@@ -17,9 +17,12 @@ internal sealed class ReturnPath : IDisposable
     private volatile Exception? _error;
     private int _lastAckedRound;
     private readonly object _ackGate = new();
+    private readonly long _guestPages;
+    private readonly ConcurrentQueue<long> _pageRequests = new();
 
-    public ReturnPath(Stream stream)
+    public ReturnPath(Stream stream, long guestPages)
     {
+        _guestPages = guestPages;
         _reader = new FrameReader(stream);
         _thread = new Thread(Run) { IsBackground = true, Name = "ferry-return-path" };
         _thread.Start();
@@ -51,6 +54,9 @@ internal sealed class ReturnPath : IDisposable
         ct.ThrowIfCancellationRequested();
         throw new MigrationFailedException(MigrationFailure.Timeout, $"destination sent no {waitingFor} within {timeout.TotalSeconds:0} s");
     }
+
+    /// <summary>The oldest post-copy page request not yet taken. Requests bypass the frame queue so they never wait behind anything.</summary>
+    public bool TryTakePageRequest(out long page) => _pageRequests.TryDequeue(out page);
 
     /// <summary>Waits until the destination has installed every page of <paramref name="round"/>.</summary>
     public void WaitForRoundAck(int round, TimeSpan timeout, CancellationToken ct)
@@ -96,6 +102,11 @@ internal sealed class ReturnPath : IDisposable
                 {
                     var abort = Protocol.Messages.ControlJson.Decode<Protocol.Messages.Abort>(f.Payload, "abort");
                     throw new MigrationFailedException(MigrationFailure.Aborted, $"destination aborted: {abort.Reason}");
+                }
+                if (f.Type == FrameType.PageRequest)
+                {
+                    _pageRequests.Enqueue(Protocol.Messages.PageRequest.Read(f.Payload, _guestPages).Page);
+                    continue;
                 }
                 if (f.Type == FrameType.RoundAck)
                 {

@@ -72,7 +72,7 @@ public sealed partial class SourceMigration
         _dirtyLog = dirtyLog;
         _sourceHost = sourceHost;
         _destinationEndpoint = destinationEndpoint;
-        _policy = new PreCopyPolicy(options.PreCopy);
+        _policy = options.CreatePolicy();
         _memory = vm.Memory;
         _digest = new MemoryDigest(_memory.PageCount);
         _sentEver = new DirtyBitmap(_memory.PageCount);
@@ -93,7 +93,7 @@ public sealed partial class SourceMigration
         var baseline = _vm.OpsRate(_options.BaselineWindow);
         long opsAtStart = (long)_vm.TotalOps;
         var ctx = new RunContext { Baseline = baseline, OpsAtStart = opsAtStart, StartedAt = startedAt };
-        using var returnPath = new ReturnPath(_stream);
+        using var returnPath = new ReturnPath(_stream, _memory.PageCount);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, returnPath.Failed);
         try
         {
@@ -103,10 +103,16 @@ public sealed partial class SourceMigration
         catch (Exception ex)
         {
             bool committed = ex is CommittedButUnconfirmedException;
-            MigrationFailedException failure = Classify(ex, returnPath, cancellationToken, committed);
+            bool postCopyBroken = ex is PostCopyBrokenException;
+            MigrationFailedException failure = postCopyBroken
+                ? ClassifyPostCopy(ex.InnerException!, returnPath)
+                : Classify(ex, returnPath, cancellationToken, committed);
             if (!committed)
             {
                 TryTellDestination(failure.Message);
+            }
+            if (!committed && !postCopyBroken)
+            {
                 RestoreSource();
             }
             string outcome = committed ? "unconfirmed" : failure.Kind == MigrationFailure.Cancelled ? "cancelled" : "failed";
@@ -137,6 +143,15 @@ public sealed partial class SourceMigration
             return ReturnPath.Wrap(rp, "during " + _progress.Phase);
         }
         return ReturnPath.Wrap(ex, "during " + _progress.Phase);
+    }
+
+    /// <summary>After a post-copy switchover the VM ran at the destination: resuming the source copy would fork it, so it stays paused.</summary>
+    private MigrationFailedException ClassifyPostCopy(Exception inner, ReturnPath returnPath)
+    {
+        Exception cause = returnPath.Error is { } rp && inner is IOException or OperationCanceledException or ObjectDisposedException ? rp : inner;
+        MigrationFailedException wrapped = ReturnPath.Wrap(cause, "during post-copy");
+        return new MigrationFailedException(wrapped.Kind,
+            $"post-copy failed after the VM resumed at the destination: {wrapped.Message}; the source keeps its paused copy", wrapped);
     }
 
     private void RestoreSource()
@@ -183,5 +198,18 @@ public sealed partial class SourceMigration
         public SwitchoverReady? Ready;
         public bool? RehashMatches;
         public double RehashMs;
+
+        // Post-copy (written by the migration thread only).
+        public bool PostCopyUsed;
+        public int PreCopyRounds;
+        public long PendingAtSwitchover;
+        public long ZeroFilledLocally;
+        public long DemandPages;
+        public long PushPages;
+        public long PrePagedPages;
+        public long RequestsAlreadySent;
+        public long LastPageSentAt;
+        public long CompletedAt;
+        public PostCopyComplete? PostCopyComplete;
     }
 }

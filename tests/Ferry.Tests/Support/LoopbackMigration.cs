@@ -31,7 +31,7 @@ internal static class LoopbackMigration
     }
 
     public static Outcome Run(VirtualMachine vm, MigrationOptions options, Func<Stream, Stream>? wrapSource = null, CancellationToken ct = default,
-        DirtyLogChoice dirtyLog = DirtyLogChoice.Software)
+        DirtyLogChoice dirtyLog = DirtyLogChoice.Software, DestinationLimits? limits = null)
     {
         var (client, server) = ConnectedPair();
         var serverStream = new NetworkStream(server, ownsSocket: true);
@@ -43,7 +43,7 @@ internal static class LoopbackMigration
             try
             {
                 MigrationHandshake.RunServer(serverStream, Key);
-                received = new DestinationMigration(serverStream, HostIdentity.Local("dest"), new DestinationLimits()).Run(CancellationToken.None);
+                received = new DestinationMigration(serverStream, HostIdentity.Local("dest"), limits ?? new DestinationLimits()).Run(CancellationToken.None);
             }
             catch (Exception ex)
             {

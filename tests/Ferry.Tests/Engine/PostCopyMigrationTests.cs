@@ -1,0 +1,125 @@
+using Ferry.Core.Migration;
+using Ferry.Core.Policy;
+using Ferry.Core.Reporting;
+using Ferry.Engine;
+using Ferry.Engine.Destination;
+using Ferry.Tests.Support;
+using Ferry.Vm.Machine;
+
+namespace Ferry.Tests.Engine;
+
+/// <summary>Post-copy over a real loopback migration: faults are answered, every page arrives, and a broken link never leaves two VMs running.</summary>
+public sealed class PostCopyMigrationTests
+{
+    private static VmConfig Config(string workload, long memory = 64L << 20) => new()
+    {
+        Id = "pc",
+        MemoryBytes = memory,
+        Vcpus = 2,
+        Workload = workload,
+    };
+
+    private static VirtualMachine Started(VmConfig config, ulong minOps = 5_000)
+    {
+        var vm = VirtualMachine.Create(config);
+        vm.Start();
+        Bounded.WaitUntil(() => vm.TotalOps > minOps, TimeSpan.FromSeconds(30), "the guest did some work");
+        return vm;
+    }
+
+    [Fact]
+    public void Demand_faults_happen_are_answered_and_every_page_arrives()
+    {
+        // 24 MiB written at random; pushed at 16 MiB/s the guest touches missing pages long before the push ends.
+        using var vm = Started(Config("memtouch:rate=50000,wss=24MiB,pattern=uniform,content=random,seed=9"));
+        var options = new MigrationOptions { Technique = MigrationTechnique.PostCopy, MaxBandwidthBytesPerSecond = 16L << 20 };
+        var outcome = LoopbackMigration.Run(vm, options);
+        Assert.Null(outcome.DestinationError);
+        MigrationReport r = outcome.Source.Report;
+        Assert.Equal("completed", r.Outcome);
+        Assert.Equal("postcopy", r.Technique);
+        Assert.True(outcome.Source.VmMoved);
+        Assert.True(r.Verification.DigestsMatch, r.Error);
+        Assert.True(r.Verification.SourceRehashMatches);
+
+        PostCopyMetrics pc = r.PostCopy;
+        Assert.True(pc.Used);
+        Assert.Equal(0, pc.PreCopyRounds);
+        Assert.True(pc.Faults > 0, "no vCPU ever waited for a page");
+        Assert.True(pc.DemandPages > 0, "no page was sent on demand");
+        Assert.True(pc.PrePagedPages > 0, "no page was pre-paged around a fault");
+        Assert.Equal(pc.PendingAtSwitchover, pc.DemandPages + pc.PrePagedPages + pc.PushPages);
+        Assert.True(pc.FaultLatencyMaxMs >= pc.FaultLatencyP99Ms && pc.FaultLatencyP99Ms >= pc.FaultLatencyP50Ms && pc.FaultLatencyP50Ms > 0);
+        Assert.True(pc.ZeroFilledLocally > 0, "never-written pages should stay at the source");
+        Assert.Equal(r.Vm.MemoryBytes / 4096, pc.PendingAtSwitchover + pc.ZeroFilledLocally);
+        Assert.True(r.Timing.ResumeMs > 0);
+        Assert.True(r.Timing.TotalMs >= r.Timing.PreparationMs + r.Timing.DowntimeMs);
+        Assert.Equal(VmRunState.Paused, vm.State);
+
+        using VirtualMachine dest = outcome.Destination!;
+        Assert.Null(dest.Memory.PostCopy);           // every page present: accesses no longer check
+        Assert.Null(dest.Failure);
+        Assert.Equal(VmRunState.Running, dest.State);
+        ulong before = dest.TotalOps;
+        Bounded.WaitUntil(() => dest.TotalOps > before + 1_000, TimeSpan.FromSeconds(30), "the migrated guest keeps running");
+    }
+
+    [Fact]
+    public void Hybrid_moves_the_bulk_live_and_the_rest_after_resuming()
+    {
+        using var vm = Started(Config("memtouch:rate=40000,wss=16MiB,pattern=hot-cold,seed=4"));
+        var options = new MigrationOptions { Technique = MigrationTechnique.Hybrid, HybridRounds = 2 };
+        var outcome = LoopbackMigration.Run(vm, options);
+        Assert.Null(outcome.DestinationError);
+        MigrationReport r = outcome.Source.Report;
+        Assert.Equal("completed", r.Outcome);
+        Assert.True(r.PostCopy.Used);
+        Assert.Equal(2, r.PostCopy.PreCopyRounds);
+        Assert.Equal(2, r.Settings.HybridRounds);
+        Assert.Contains("2 pre-copy rounds", r.PostCopy.SwitchReason);
+        Assert.Equal(["live", "live", "post-copy"], r.Rounds.Select(x => x.Kind));
+        Assert.True(r.Verification.DigestsMatch);
+        outcome.Destination!.Dispose();
+    }
+
+    [Fact]
+    public void Source_killed_after_switchover_stops_the_destination_vm_with_a_clear_failure()
+    {
+        using var vm = Started(Config("memtouch:rate=50000,wss=24MiB,pattern=uniform,content=random,seed=2"));
+        TruncatingStream? link = null;
+        // Enough for the offer, state, pending map and switchover; the link dies a few hundred pages into post-copy.
+        var options = new MigrationOptions { Technique = MigrationTechnique.PostCopy, MaxBandwidthBytesPerSecond = 16L << 20 };
+        var outcome = LoopbackMigration.Run(vm, options, s => link = new TruncatingStream(s, limit: 2L << 20),
+            limits: new DestinationLimits { PageWaitTimeout = TimeSpan.FromSeconds(5) });
+        Assert.True(link!.Cut);
+
+        Assert.Null(outcome.Destination);
+        var destError = Assert.IsType<MigrationFailedException>(outcome.DestinationError);
+        Assert.Contains("post-copy failed after the VM resumed here", destError.Message);
+        Assert.Contains("VM is stopped and discarded", destError.Message);
+
+        MigrationReport r = outcome.Source.Report;
+        Assert.Equal("failed", r.Outcome);
+        Assert.False(outcome.Source.VmMoved);
+        Assert.Contains("post-copy failed after the VM resumed at the destination", r.Error);
+        Assert.Contains("source keeps its paused copy", r.Error);
+        // The destination ran the guest: resuming the source copy would fork it, so it stays paused.
+        Assert.Equal(VmRunState.Paused, vm.State);
+    }
+
+    [Fact]
+    public void A_silent_source_after_switchover_ends_in_a_bounded_page_wait()
+    {
+        using var vm = Started(Config("memtouch:rate=50000,wss=24MiB,pattern=uniform,content=random,seed=6"));
+        var options = new MigrationOptions { Technique = MigrationTechnique.PostCopy, MaxBandwidthBytesPerSecond = 16L << 20 };
+        StallingStream? link = null;
+        var outcome = Bounded.Run(() => LoopbackMigration.Run(vm, options, s => link = new StallingStream(s, limit: 1L << 20, TimeSpan.FromSeconds(3)),
+            limits: new DestinationLimits { PageWaitTimeout = TimeSpan.FromMilliseconds(300) }), TimeSpan.FromSeconds(60), "a post-copy whose source went silent");
+        Assert.True(link!.Stalled);
+        var destError = Assert.IsType<MigrationFailedException>(outcome.DestinationError);
+        Assert.Equal(MigrationFailure.Timeout, destError.Kind);
+        Assert.Contains("did not arrive within 0.3 s", destError.Message);
+        Assert.Equal("failed", outcome.Source.Report.Outcome);
+        Assert.Equal(VmRunState.Paused, vm.State);
+    }
+}
