@@ -90,7 +90,7 @@ public sealed partial class SourceMigration
         while (remaining > 0)
         {
             // Strict priority: every request that has arrived is answered before another page is pushed.
-            var demand = new BatchBuilder(this, round);
+            var demand = new BatchBuilder(this, round, urgent: true);
             while (returnPath.TryTakePageRequest(out long requested))
             {
                 if (!pending[requested])

@@ -406,15 +406,18 @@ public sealed partial class SourceMigration
         private readonly SourceMigration _owner;
         private readonly int _round;
         private readonly int _maxPages;
+        private readonly bool _urgent;
         private Span<byte> _payload;
         private int _count;
         private int _pos;
 
-        public BatchBuilder(SourceMigration owner, int round, int maxPages = PageBatchCodec.MaxPagesPerBatch)
+        /// <param name="urgent">Post-copy answers to page requests: they take their bandwidth from the bucket without waiting (the push after them waits longer instead), so the limit holds on average and a faulting vCPU does not wait for the pacing.</param>
+        public BatchBuilder(SourceMigration owner, int round, int maxPages = PageBatchCodec.MaxPagesPerBatch, bool urgent = false)
         {
             _owner = owner;
             _round = round;
             _maxPages = maxPages;
+            _urgent = urgent;
             _payload = default;
             _count = 0;
             _pos = 0;
@@ -473,7 +476,14 @@ public sealed partial class SourceMigration
         {
             ct.ThrowIfCancellationRequested();
             PageBatchCodec.WriteHeader(_payload, _count, _round);
-            _owner.Pace(FrameHeader.Size + _pos, ct);
+            if (_urgent)
+            {
+                _owner._bucket?.Take(FrameHeader.Size + _pos, _owner.Seconds(_owner._start, Stopwatch.GetTimestamp()));
+            }
+            else
+            {
+                _owner.Pace(FrameHeader.Size + _pos, ct);
+            }
             _owner._writer.Complete(_pos);
             _count = 0;
             _owner.PublishProgress();

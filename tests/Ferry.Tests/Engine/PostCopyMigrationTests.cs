@@ -122,4 +122,37 @@ public sealed class PostCopyMigrationTests
         Assert.Equal("failed", outcome.Source.Report.Outcome);
         Assert.Equal(VmRunState.Paused, vm.State);
     }
+
+    [Fact]
+    public void Auto_switches_to_post_copy_when_the_guest_dirties_faster_than_the_link_sends()
+    {
+        // The whole 4 MiB working set is rewritten every round over a 4 MiB/s link: pre-copy cannot
+        // converge. Which rule sees it first (dirty rate ≥ bandwidth, or no shrinking) depends on timing.
+        using var vm = Started(Config("memtouch:rate=50000,wss=4MiB,pattern=uniform,content=random,seed=8"));
+        var options = new MigrationOptions { Technique = MigrationTechnique.Auto, MaxBandwidthBytesPerSecond = 4L << 20 };
+        var outcome = LoopbackMigration.Run(vm, options);
+        Assert.Null(outcome.DestinationError);
+        MigrationReport r = outcome.Source.Report;
+        Assert.Equal("completed", r.Outcome);
+        Assert.Equal("auto", r.Technique);
+        Assert.True(r.PostCopy.Used);
+        Assert.Matches("≥ bandwidth|did not shrink", r.PostCopy.SwitchReason);
+        Assert.Equal("SwitchToPostCopy", r.Rounds[^2].Decision);
+        Assert.True(r.Verification.DigestsMatch);
+        outcome.Destination!.Dispose();
+    }
+
+    [Fact]
+    public void Auto_that_converges_ends_in_an_ordinary_stop_and_copy()
+    {
+        using var vm = Started(Config("memtouch:rate=2000,wss=2MiB,pattern=hot-cold,seed=8"), minOps: 1_000);
+        var outcome = LoopbackMigration.Run(vm, new MigrationOptions { Technique = MigrationTechnique.Auto });
+        Assert.Null(outcome.DestinationError);
+        MigrationReport r = outcome.Source.Report;
+        Assert.Equal("completed", r.Outcome);
+        Assert.False(r.PostCopy.Used);
+        Assert.Equal("stop-and-copy", r.Rounds[^1].Kind);
+        Assert.True(r.Verification.DigestsMatch);
+        outcome.Destination!.Dispose();
+    }
 }
