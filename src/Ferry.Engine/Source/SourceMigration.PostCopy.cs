@@ -89,6 +89,7 @@ public sealed partial class SourceMigration
         var cursor = new PrePagingCursor(pending);
         while (remaining > 0)
         {
+            long before = remaining;
             // Strict priority: every request that has arrived is answered before another page is pushed.
             var demand = new BatchBuilder(this, round, urgent: true);
             while (returnPath.TryTakePageRequest(out long requested))
@@ -121,6 +122,11 @@ public sealed partial class SourceMigration
                 }
             }
             push.Finish(linkFailed);
+            if (remaining > 0 && before == remaining)
+            {
+                // The cursor returns every pending page, so an iteration without progress is a bug here, not a reason to spin.
+                throw new InvalidOperationException($"post-copy lost track of {remaining} pending pages");
+            }
         }
         _writer.Flush();
         ctx.LastPageSentAt = Stopwatch.GetTimestamp();
