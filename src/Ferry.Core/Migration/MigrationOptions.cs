@@ -29,6 +29,9 @@ public sealed record MigrationOptions
     /// <summary>Post-copy: how long the source waits for the destination's confirmation that every page arrived, after the last one was sent.</summary>
     public TimeSpan PostCopyCompletionTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>Post-copy: how long the source keeps trying to reach the destination again after the link broke (when it can reconnect at all).</summary>
+    public TimeSpan PostCopyRecoveryTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>How long to wait for the destination at switchover before giving up.</summary>
     public TimeSpan SwitchoverTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -50,6 +53,10 @@ public sealed record MigrationOptions
         if (AutoStallRounds < 1)
         {
             throw new ArgumentOutOfRangeException(nameof(AutoStallRounds), "auto stall rounds must be at least 1");
+        }
+        if (PostCopyRecoveryTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(PostCopyRecoveryTimeout), "post-copy recovery timeout must be positive");
         }
         if (PostCopyCompletionTimeout <= TimeSpan.Zero)
         {

@@ -203,4 +203,10 @@ public sealed record PostCopyMetrics
 
     /// <summary>Requests for pages already on their way (the push or an earlier request sent them): not sent twice.</summary>
     public long RequestsAlreadySent { get; init; }
+
+    /// <summary>Times the link broke after switchover and post-copy resumed over a new connection.</summary>
+    public int Recoveries { get; init; }
+
+    /// <summary>Pages sent before a break that never arrived, and were sent again after it.</summary>
+    public long PagesSentAgain { get; init; }
 }

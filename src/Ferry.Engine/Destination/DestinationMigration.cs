@@ -24,6 +24,12 @@ public sealed record DestinationLimits
 
     /// <summary>Post-copy: the longest a vCPU waits for one missing page before the migration fails.</summary>
     public TimeSpan PageWaitTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Post-copy: where to wait for the source to reconnect after the link broke. Null = a broken link ends post-copy at once.</summary>
+    public PostCopyRecoveryRegistry? PostCopyRecovery { get; init; }
+
+    /// <summary>Post-copy: how long to wait for the source to reconnect after the link broke.</summary>
+    public TimeSpan RecoveryTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>
@@ -215,7 +221,7 @@ public sealed class DestinationMigration
                         {
                             GuestMemory postCopyMemory = memory;
                             memory = null;
-                            return new PostCopyReceiver(_stream, reader, writer, postCopyMemory, digest, config, vcpus, pending, _limits.PageWaitTimeout, switchAt)
+                            return new PostCopyReceiver(_stream, reader, writer, postCopyMemory, digest, config, vcpus, pending, _limits, offer.MigrationId, switchAt, ct)
                                 .Run(pages => Interlocked.Add(ref _pagesReceived, pages), PagesReceived);
                         }
                         vm = VirtualMachine.Restore(config, memory, vcpus);

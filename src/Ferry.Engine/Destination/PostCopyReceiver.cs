@@ -14,27 +14,35 @@ namespace Ferry.Engine.Destination;
 /// pages are still at the source, then installs pages as they come (demand answers and the
 /// background push alike) while vCPUs that touch a missing page wait for it and ask for it over
 /// the return path. Ends when the source says the last page is out and every page is here and
-/// matches the source's digest. If the link breaks or a page wait times out first, the VM is
-/// stopped and discarded here (the source kept its paused copy) and the failure says why.
+/// matches the source's digest.
+/// If the link breaks and the limits name a <see cref="PostCopyRecoveryRegistry"/>, post-copy
+/// pauses: vCPUs on missing pages keep waiting, and a new connection from the source resumes it
+/// (this side first says which pages it still lacks and repeats its open requests). Otherwise,
+/// or if the source does not return in time, or a page wait times out, the VM is stopped and
+/// discarded here (the source kept its paused copy) and the failure says why.
 /// </summary>
 internal sealed class PostCopyReceiver
 {
-    private readonly Stream _stream;
-    private readonly FrameReader _reader;
-    private readonly FrameWriter _writer;
     private readonly GuestMemory _memory;
     private readonly MemoryDigest _digest;
     private readonly VmConfig _config;
     private readonly VcpuState[] _vcpus;
     private readonly DirtyBitmap _pending;
-    private readonly TimeSpan _pageWaitTimeout;
+    private readonly DestinationLimits _limits;
+    private readonly string _migrationId;
     private readonly long _switchAt;
+    private readonly CancellationToken _ct;
+    private readonly List<Stream> _recoveredStreams = [];
+    private Stream _stream;
+    private FrameReader _reader;
+    private FrameWriter _writer;
+    private int _recoveries;
 
     // vCPU threads send page requests while this thread sends Resumed and the verdict: one writer, shared.
     private readonly object _writerGate = new();
 
     public PostCopyReceiver(Stream stream, FrameReader reader, FrameWriter writer, GuestMemory memory, MemoryDigest digest,
-        VmConfig config, VcpuState[] vcpus, DirtyBitmap pending, TimeSpan pageWaitTimeout, long switchAt)
+        VmConfig config, VcpuState[] vcpus, DirtyBitmap pending, DestinationLimits limits, string migrationId, long switchAt, CancellationToken ct)
     {
         _stream = stream;
         _reader = reader;
@@ -44,16 +52,19 @@ internal sealed class PostCopyReceiver
         _config = config;
         _vcpus = vcpus;
         _pending = pending;
-        _pageWaitTimeout = pageWaitTimeout;
+        _limits = limits;
+        _migrationId = migrationId;
         _switchAt = switchAt;
+        _ct = ct;
     }
 
     /// <summary>Runs the VM through post-copy. Returns it running with every page present; throws (having stopped and discarded it) otherwise.</summary>
     public VirtualMachine Run(Action<long> countReceived, long receivedBeforeSwitch)
     {
-        var pages = new PostCopyPages(_pending, RequestPage, _pageWaitTimeout, OnVcpuFailure);
+        var pages = new PostCopyPages(_pending, RequestPage, _limits.PageWaitTimeout, OnVcpuFailure);
         VirtualMachine? vm = null;
         long received = receivedBeforeSwitch;
+        _limits.PostCopyRecovery?.Register(_migrationId);
         try
         {
             _memory.BeginPostCopy(pages);
@@ -65,7 +76,16 @@ internal sealed class PostCopyReceiver
             Send(FrameType.Resumed, ControlJson.Encode(new Resumed { ResumeMs = resumeMs }));
             while (true)
             {
-                Frame f = _reader.Read();
+                Frame f;
+                try
+                {
+                    f = _reader.Read();
+                }
+                catch (Exception ex) when (IsBrokenLink(ex, pages))
+                {
+                    Recover(pages, ex);
+                    continue;
+                }
                 switch (f.Type)
                 {
                     case FrameType.PageBatch:
@@ -89,9 +109,10 @@ internal sealed class PostCopyReceiver
                     {
                         PostCopyEnd end = PostCopyEnd.Read(f.Payload);
                         ulong mine = _digest.Compute();
+                        // After a recovery some pages were sent twice (lost in flight, then again), so only a clean run checks the count.
                         string? problem =
                             pages.Missing > 0 ? $"{pages.Missing} pages never arrived" :
-                            end.PagesSent != received ? $"source sent {end.PagesSent} pages, destination received {received}" :
+                            _recoveries == 0 && end.PagesSent != received ? $"source sent {end.PagesSent} pages, destination received {received}" :
                             mine != end.Digest ? "page contents differ" : null;
                         var (p50, p99, max) = pages.Latencies.Summarize();
                         Send(FrameType.PostCopyComplete, ControlJson.Encode(new PostCopyComplete
@@ -142,6 +163,84 @@ internal sealed class PostCopyReceiver
             throw new MigrationFailedException(kind,
                 $"post-copy failed after the VM resumed here: {reason}; the VM is stopped and discarded (the source keeps its paused copy)", ex);
         }
+        finally
+        {
+            _limits.PostCopyRecovery?.Unregister(_migrationId);
+            foreach (Stream s in _recoveredStreams)
+            {
+                s.Dispose();
+            }
+        }
+    }
+
+    /// <summary>A lost connection, not a lost cause: recoverable when a registry is configured, no vCPU gave up, and nobody cancelled.</summary>
+    private bool IsBrokenLink(Exception ex, PostCopyPages pages) =>
+        _limits.PostCopyRecovery is not null && pages.Failure is null && !_ct.IsCancellationRequested &&
+        ex is IOException or ObjectDisposedException or ProtocolException { Kind: ProtocolErrorKind.Truncated };
+
+    /// <summary>Post-copy paused: waits for the source's new connection, then tells it what is still missing and repeats open requests.</summary>
+    private void Recover(PostCopyPages pages, Exception broken)
+    {
+        _stream.Dispose();
+        long deadline = Environment.TickCount64 + (long)_limits.RecoveryTimeout.TotalMilliseconds;
+        Stream stream;
+        FrameReader reader;
+        // In slices, so a vCPU whose page wait runs out (or a cancel) ends the pause at once.
+        while (!_limits.PostCopyRecovery!.TryTake(_migrationId, TimeSpan.FromMilliseconds(100), out stream, out reader))
+        {
+            if (pages.Failure is not null)
+            {
+                throw new MigrationFailedException(MigrationFailure.Timeout, pages.Failure);
+            }
+            _ct.ThrowIfCancellationRequested();
+            if (Environment.TickCount64 >= deadline)
+            {
+                throw new MigrationFailedException(MigrationFailure.PeerDisconnected,
+                    $"link to the source broke ({broken.Message}) and it did not reconnect within {_limits.RecoveryTimeout.TotalSeconds:0.###} s");
+            }
+        }
+        _recoveries++;
+        _recoveredStreams.Add(stream);
+        if (stream.CanTimeout)
+        {
+            stream.ReadTimeout = (int)Math.Min(int.MaxValue, _limits.IdleTimeout.TotalMilliseconds);
+        }
+        lock (_writerGate)
+        {
+            _stream = stream;
+            _reader = reader;
+            _writer.Reconnect(stream);
+            Span<ulong> words = stackalloc ulong[256];
+            int total = (int)((_memory.PageCount + 63) >> 6);
+            for (int first = 0; first < total;)
+            {
+                int n = Math.Min(total - first, PendingPagesMessage.MaxWordsPerFrame);
+                Span<byte> payload = _writer.Begin(FrameType.PendingPages);
+                int pos = PendingPagesMessage.HeaderSize;
+                for (int done = 0; done < n;)
+                {
+                    int k = Math.Min(words.Length, n - done);
+                    pages.CopyMissingWords(first + done, words[..k]);
+                    for (int i = 0; i < k; i++)
+                    {
+                        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(payload[(pos + 8 * i)..], words[i]);
+                    }
+                    pos += 8 * k;
+                    done += k;
+                }
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(payload, (uint)first);
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(payload[4..], (uint)n);
+                _writer.Complete(pos);
+                first += n;
+            }
+            Span<byte> request = stackalloc byte[PageRequest.Size];
+            foreach (long page in pages.RequestedButMissing())
+            {
+                new PageRequest(page).Write(request);
+                _writer.Write(FrameType.PageRequest, request);
+            }
+            _writer.Flush();
+        }
     }
 
     private void RequestPage(long page)
@@ -150,8 +249,15 @@ internal sealed class PostCopyReceiver
         new PageRequest(page).Write(payload);
         lock (_writerGate)
         {
-            _writer.Write(FrameType.PageRequest, payload);
-            _writer.Flush();
+            try
+            {
+                _writer.Write(FrameType.PageRequest, payload);
+                _writer.Flush();
+            }
+            catch (Exception ex) when (_limits.PostCopyRecovery is not null && ex is IOException or ObjectDisposedException)
+            {
+                // The link is down; the request is repeated on the new connection (the page stays "requested").
+            }
         }
     }
 

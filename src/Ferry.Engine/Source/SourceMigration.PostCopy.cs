@@ -32,16 +32,40 @@ public sealed partial class SourceMigration
         SendPendingMap(pending);
         ctx.StateDone = Stopwatch.GetTimestamp();
         Switchover(ctx, returnPath, ct);
-        try
+        ctx.Remaining = ctx.PendingAtSwitchover;
+        ctx.Cursor = new PrePagingCursor(pending);
+        BeginRound(_round + 1, ctx.Remaining, "post-copy");
+        ReturnPath link = returnPath;
+        while (true)
         {
-            // From here the VM runs at the destination: a user's cancel no longer applies, only a broken link ends this.
-            ServePostCopy(ctx, pending, returnPath);
-            ConfirmPostCopy(ctx, returnPath);
+            try
+            {
+                // From here the VM runs at the destination: a user's cancel no longer applies, only a broken link ends this.
+                ServePostCopy(ctx, pending, link);
+                ConfirmPostCopy(ctx, link);
+                break;
+            }
+            catch (Exception ex)
+            {
+                MigrationFailedException failure = ClassifyPostCopy(ex, link);
+                if (_reconnect is null || failure.InnerException is not MigrationFailedException { Kind: MigrationFailure.PeerDisconnected })
+                {
+                    throw new PostCopyBrokenException(ex);
+                }
+                try
+                {
+                    link = Reconnect(ctx, pending, ex);
+                }
+                catch (Exception gaveUp)
+                {
+                    // Still after the commit: never let this look like a failure the source may resume from.
+                    throw new PostCopyBrokenException(gaveUp);
+                }
+            }
         }
-        catch (Exception ex)
-        {
-            throw new PostCopyBrokenException(ex);
-        }
+        _rounds.Add(RoundRecordFor("post-copy", pages: _roundSent, dirtied: 0, decision: "post-copy",
+            reason: $"{ctx.DemandPages} on demand, {ctx.PrePagedPages} pre-paged, {ctx.PushPages} pushed" +
+                (ctx.Recoveries > 0 ? $"; {ctx.Recoveries} reconnection(s), {ctx.PagesLost} pages sent again" : "")));
         SetPhase("completed");
         VerifySourceCopy(ctx);
         return true;
@@ -83,13 +107,11 @@ public sealed partial class SourceMigration
     private void ServePostCopy(RunContext ctx, DirtyBitmap pending, ReturnPath returnPath)
     {
         CancellationToken linkFailed = returnPath.Failed;
-        long remaining = ctx.PendingAtSwitchover;
-        int round = _round + 1;
-        BeginRound(round, remaining, "post-copy");
-        var cursor = new PrePagingCursor(pending);
-        while (remaining > 0)
+        int round = _round;
+        PrePagingCursor cursor = ctx.Cursor!;
+        while (ctx.Remaining > 0)
         {
-            long before = remaining;
+            long before = ctx.Remaining;
             // Strict priority: every request that has arrived is answered before another page is pushed.
             var demand = new BatchBuilder(this, round, urgent: true);
             while (returnPath.TryTakePageRequest(out long requested))
@@ -101,7 +123,7 @@ public sealed partial class SourceMigration
                 }
                 demand.Add(requested, linkFailed);
                 pending.Clear(requested);
-                remaining--;
+                ctx.Remaining--;
                 ctx.DemandPages++;
                 cursor.Recentre(requested);
             }
@@ -111,7 +133,7 @@ public sealed partial class SourceMigration
             {
                 push.Add(page, linkFailed);
                 pending.Clear(page);
-                remaining--;
+                ctx.Remaining--;
                 if (prePaged)
                 {
                     ctx.PrePagedPages++;
@@ -122,16 +144,77 @@ public sealed partial class SourceMigration
                 }
             }
             push.Finish(linkFailed);
-            if (remaining > 0 && before == remaining)
+            if (ctx.Remaining > 0 && before == ctx.Remaining)
             {
                 // The cursor returns every pending page, so an iteration without progress is a bug here, not a reason to spin.
-                throw new InvalidOperationException($"post-copy lost track of {remaining} pending pages");
+                throw new InvalidOperationException($"post-copy lost track of {ctx.Remaining} pending pages");
             }
         }
         _writer.Flush();
         ctx.LastPageSentAt = Stopwatch.GetTimestamp();
-        _rounds.Add(RoundRecordFor("post-copy", pages: _roundSent, dirtied: 0, decision: "post-copy",
-            reason: $"{ctx.DemandPages} on demand, {ctx.PrePagedPages} pre-paged, {ctx.PushPages} pushed"));
+    }
+
+    /// <summary>
+    /// The link broke after switchover: the destination's VM waits for its missing pages, so keep
+    /// trying to reach it again until <see cref="Core.Migration.MigrationOptions.PostCopyRecoveryTimeout"/>.
+    /// On the new connection the destination says which pages it still lacks; pages that were
+    /// sent but lost in flight become pending again, and the push restarts from page 0.
+    /// </summary>
+    private ReturnPath Reconnect(RunContext ctx, DirtyBitmap pending, Exception broken)
+    {
+        SetPhase("post-copy paused");
+        long deadline = Stopwatch.GetTimestamp() + (long)(_options.PostCopyRecoveryTimeout.TotalSeconds * Stopwatch.Frequency);
+        Exception last = broken;
+        while (Stopwatch.GetTimestamp() < deadline)
+        {
+            ReturnPath? link = null;
+            try
+            {
+                Stream stream = _reconnect!(CancellationToken.None);
+                _stream.Dispose();
+                _stream = stream;
+                _writer.Reconnect(stream);
+                _writer.Write(FrameType.PostCopyResume, ControlJson.Encode(new PostCopyResume { MigrationId = _migrationId }));
+                _writer.Flush();
+                link = new ReturnPath(stream, _memory.PageCount);
+                var missing = new DirtyBitmap(_memory.PageCount);
+                ulong[] words = new ulong[Math.Min(missing.WordCount, PendingPagesMessage.MaxWordsPerFrame)];
+                for (int first = 0; first < missing.WordCount;)
+                {
+                    var (type, payload) = link.Take(_options.SwitchoverTimeout, CancellationToken.None, "missing pages after reconnecting");
+                    if (type != FrameType.PendingPages)
+                    {
+                        throw new MigrationFailedException(MigrationFailure.ProtocolViolation, $"destination answered a post-copy resume with {type}");
+                    }
+                    int n = PendingPagesMessage.Read(payload, first, missing.WordCount, words);
+                    missing.OrWords(first, words.AsSpan(0, n));
+                    first += n;
+                }
+                foreach (long p in missing)
+                {
+                    if (!pending[p])
+                    {
+                        pending.Set(p);
+                        ctx.Remaining++;
+                        ctx.PagesLost++;
+                    }
+                }
+                // Pending pages may now lie behind the cursor: start its walk again.
+                ctx.Cursor = new PrePagingCursor(pending);
+                ctx.Recoveries++;
+                _recoveredReturnPaths.Add(link);
+                SetPhase("post-copy");
+                return link;
+            }
+            catch (Exception ex) when (ex is not MigrationFailedException { Kind: MigrationFailure.ProtocolViolation })
+            {
+                link?.Dispose();
+                last = ex;
+                Thread.Sleep(200);
+            }
+        }
+        throw new MigrationFailedException(MigrationFailure.PeerDisconnected,
+            $"could not reconnect to the destination within {_options.PostCopyRecoveryTimeout.TotalSeconds:0.###} s: {last.Message}", last);
     }
 
     /// <summary>Tells the destination the last page is out and waits for its verdict on all of them.</summary>

@@ -119,5 +119,7 @@ public sealed partial class SourceMigration
         PrePagedPages = ctx.PrePagedPages,
         ZeroFilledLocally = ctx.ZeroFilledLocally,
         RequestsAlreadySent = ctx.RequestsAlreadySent,
+        Recoveries = ctx.Recoveries,
+        PagesSentAgain = ctx.PagesLost,
     };
 }

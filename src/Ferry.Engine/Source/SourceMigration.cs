@@ -25,7 +25,9 @@ public sealed partial class SourceMigration
 {
     private readonly string _migrationId;
     private readonly VirtualMachine _vm;
-    private readonly Stream _stream;
+    private Stream _stream;
+    private readonly Func<CancellationToken, Stream>? _reconnect;
+    private readonly List<ReturnPath> _recoveredReturnPaths = [];
     private readonly MigrationOptions _options;
     private readonly IDirtyLog _dirtyLog;
     private readonly HostInfo _sourceHost;
@@ -62,12 +64,15 @@ public sealed partial class SourceMigration
         MigrationOptions options,
         IDirtyLog dirtyLog,
         HostInfo sourceHost,
-        HostInfo destinationEndpoint)
+        HostInfo destinationEndpoint,
+        Func<CancellationToken, Stream>? reconnect = null)
     {
         options.Validate();
         _migrationId = migrationId;
         _vm = vm;
         _stream = authenticatedStream;
+        // Post-copy recovery: opens a new authenticated connection to the same destination. Null = a broken link after switchover is final.
+        _reconnect = reconnect;
         _options = options;
         _dirtyLog = dirtyLog;
         _sourceHost = sourceHost;
@@ -123,6 +128,10 @@ public sealed partial class SourceMigration
             _dirtyLog.Stop();
             // Closing the stream ends the return path's blocking read.
             _stream.Dispose();
+            foreach (ReturnPath recovered in _recoveredReturnPaths)
+            {
+                recovered.Dispose();
+            }
         }
     }
 
@@ -211,5 +220,9 @@ public sealed partial class SourceMigration
         public long LastPageSentAt;
         public long CompletedAt;
         public PostCopyComplete? PostCopyComplete;
+        public Core.Paging.PrePagingCursor? Cursor;
+        public long Remaining;
+        public int Recoveries;
+        public long PagesLost;
     }
 }

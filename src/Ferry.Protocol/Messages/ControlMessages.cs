@@ -78,6 +78,12 @@ public sealed record PostCopyComplete
     public double ResumeMs { get; init; }
 }
 
+/// <summary>Source → destination on a new connection: resume the post-copy of this migration after its link broke.</summary>
+public sealed record PostCopyResume
+{
+    public string MigrationId { get; init; } = "";
+}
+
 // RespectNullableAnnotations: a peer's null in a member declared non-nullable (e.g. "workload": null)
 // is malformed input, rejected here rather than left to surface as a NullReferenceException later.
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = false, RespectNullableAnnotations = true)]
@@ -88,6 +94,7 @@ public sealed record PostCopyComplete
 [JsonSerializable(typeof(Resumed))]
 [JsonSerializable(typeof(Abort))]
 [JsonSerializable(typeof(PostCopyComplete))]
+[JsonSerializable(typeof(PostCopyResume))]
 public sealed partial class ControlJson : JsonSerializerContext
 {
     /// <summary>Serialises a control message as compact UTF-8 JSON (its frame payload).</summary>

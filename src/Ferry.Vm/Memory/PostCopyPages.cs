@@ -64,6 +64,33 @@ public sealed class PostCopyPages
     /// <summary>True when this page has been asked for (by a vCPU fault).</summary>
     public bool WasRequested(long page) => _requested[page];
 
+    /// <summary>Words of the missing-pages bitmap (the complement of the present bits), for telling a reconnected source what to send again.</summary>
+    public void CopyMissingWords(int firstWord, Span<ulong> target)
+    {
+        _present.CopyWordsTo(firstWord, target);
+        for (int i = 0; i < target.Length; i++)
+        {
+            target[i] = ~target[i];
+        }
+        int tail = (int)(_present.PageCount & 63);
+        if (tail != 0 && firstWord + target.Length == _present.WordCount)
+        {
+            target[^1] &= (1UL << tail) - 1;
+        }
+    }
+
+    /// <summary>Pages a vCPU asked for that have not arrived: their requests are sent again on a new connection.</summary>
+    public IEnumerable<long> RequestedButMissing()
+    {
+        foreach (long p in _requested)
+        {
+            if (!_present[p])
+            {
+                yield return p;
+            }
+        }
+    }
+
     /// <summary>Blocks the calling vCPU until the page is present. Throws <see cref="GuestPageUnavailableException"/> when it never will be.</summary>
     public void WaitUntilPresent(long page)
     {

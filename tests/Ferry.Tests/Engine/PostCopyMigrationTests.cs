@@ -155,4 +155,64 @@ public sealed class PostCopyMigrationTests
         Assert.True(r.Verification.DigestsMatch);
         outcome.Destination!.Dispose();
     }
+
+    [Fact]
+    public void A_link_broken_after_switchover_is_recovered_over_a_new_connection_and_nothing_is_lost()
+    {
+        // Ops-limited so the end state can be compared with a run that never migrated.
+        VmConfig config = Config("memtouch:rate=40000,wss=24MiB,pattern=uniform,content=random,seed=12") with { OpsLimitPerVcpu = 60_000 };
+        ulong expected;
+        using (var reference = VirtualMachine.Create(config))
+        {
+            reference.Start();
+            Assert.True(reference.WaitFinished(TimeSpan.FromSeconds(60)), "reference run did not finish");
+            reference.Pause();
+            expected = reference.Memory.ComputeDigest();
+        }
+
+        using var vm = Started(config);
+        TruncatingStream? first = null;
+        var options = new MigrationOptions { Technique = MigrationTechnique.PostCopy, MaxBandwidthBytesPerSecond = 16L << 20 };
+        var limits = new DestinationLimits { PostCopyRecovery = new PostCopyRecoveryRegistry(), PageWaitTimeout = TimeSpan.FromSeconds(20) };
+        var outcome = LoopbackMigration.Run(vm, options, s => first = new TruncatingStream(s, limit: 2L << 20), limits: limits);
+        Assert.True(first!.Cut);
+        Assert.Null(outcome.DestinationError);
+        MigrationReport r = outcome.Source.Report;
+        Assert.True(r.Outcome == "completed", r.Error);
+        Assert.Equal(1, r.PostCopy.Recoveries);
+        Assert.True(r.Verification.DigestsMatch);
+        Assert.Contains("1 reconnection(s)", r.Rounds[^1].Reason);
+        Assert.Equal(VmRunState.Paused, vm.State);
+
+        using VirtualMachine dest = outcome.Destination!;
+        Assert.True(dest.WaitFinished(TimeSpan.FromSeconds(60)), "migrated run did not finish");
+        dest.Pause();
+        Assert.Equal(expected, dest.Memory.ComputeDigest());
+    }
+
+    [Fact]
+    public void A_source_that_never_comes_back_ends_the_pause_after_the_recovery_timeout()
+    {
+        using var vm = Started(Config("memtouch:rate=50000,wss=24MiB,pattern=uniform,content=random,seed=13"));
+        var options = new MigrationOptions
+        {
+            Technique = MigrationTechnique.PostCopy,
+            MaxBandwidthBytesPerSecond = 16L << 20,
+            PostCopyRecoveryTimeout = TimeSpan.FromSeconds(1),
+        };
+        var limits = new DestinationLimits
+        {
+            PostCopyRecovery = new PostCopyRecoveryRegistry(),
+            RecoveryTimeout = TimeSpan.FromSeconds(1),
+            PageWaitTimeout = TimeSpan.FromSeconds(20),
+        };
+        // Every new connection breaks at once as well: the source keeps trying until its recovery timeout.
+        var outcome = Bounded.Run(() => LoopbackMigration.Run(vm, options, s => new TruncatingStream(s, limit: 2L << 20), limits: limits,
+            wrapReconnected: s => new TruncatingStream(s, limit: 0)), TimeSpan.FromSeconds(60), "a post-copy whose link never comes back");
+        var destError = Assert.IsType<MigrationFailedException>(outcome.DestinationError);
+        Assert.Contains("did not reconnect within 1 s", destError.Message);
+        Assert.Equal("failed", outcome.Source.Report.Outcome);
+        Assert.Contains("could not reconnect to the destination within 1 s", outcome.Source.Report.Error);
+        Assert.Equal(VmRunState.Paused, vm.State);
+    }
 }

@@ -75,6 +75,29 @@ public sealed class PostCopyFrameTests
     }
 
     [Fact]
+    public void PostCopyResume_frame()
+    {
+        byte[] payload = ControlJson.Encode(new PostCopyResume { MigrationId = "m-1" });
+        Assert.Equal("""{"migrationId":"m-1"}""", Encoding.UTF8.GetString(payload));
+        AssertGolden("638e6bc09924566b | 11 00 0000 | 15000000 | 0000000000000000" + Hex.Of(payload),
+            FrameType.PostCopyResume, payload, 0);
+    }
+
+    [Fact]
+    public void Writer_reconnect_restarts_sequences_clears_the_error_and_keeps_counting()
+    {
+        var broken = new TruncatingStream(new MemoryStream(), limit: 30);
+        var writer = new FrameWriter(broken);
+        writer.Write(FrameType.Commit, []);
+        Assert.Throws<IOException>(() => writer.Write(FrameType.Commit, []));
+        var fresh = new MemoryStream();
+        writer.Reconnect(fresh);
+        writer.Write(FrameType.Commit, []);
+        Assert.Equal(FrameWriter.Encode(FrameType.Commit, [], 0), fresh.ToArray());
+        Assert.Equal(2 * FrameHeader.Size, writer.BytesWritten);
+    }
+
+    [Fact]
     public void Page_request_beyond_the_guest_is_malformed()
     {
         byte[] payload = new byte[PageRequest.Size];
