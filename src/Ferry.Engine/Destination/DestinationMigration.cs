@@ -62,7 +62,15 @@ public sealed class DestinationMigration
     private long _pagesReceived;
 
     /// <summary>Receives one VM. Returns it running; throws (having kept nothing) on any failure.</summary>
-    public VirtualMachine Run(CancellationToken ct)
+    public VirtualMachine Run(CancellationToken ct) =>
+        RunOrResume(ct) ?? throw new MigrationFailedException(MigrationFailure.ProtocolViolation, "the connection resumed a post-copy instead of offering a VM");
+
+    /// <summary>
+    /// Like <see cref="Run"/>, but a connection that opens with PostCopyResume is handed to the
+    /// paused post-copy it names (<see cref="DestinationLimits.PostCopyRecovery"/>): then this
+    /// returns null and the stream belongs to that migration (the caller must not close it).
+    /// </summary>
+    public VirtualMachine? RunOrResume(CancellationToken ct)
     {
         var reader = new FrameReader(_stream);
         var writer = new FrameWriter(_stream);
@@ -77,6 +85,11 @@ public sealed class DestinationMigration
         try
         {
             Frame first = reader.Read();
+            if (first.Type == FrameType.PostCopyResume && _limits.PostCopyRecovery is { } recovery)
+            {
+                recovery.HandOver(_stream, reader, first.Payload);
+                return null;
+            }
             if (first.Type == FrameType.Abort)
             {
                 throw Aborted(first.Payload);

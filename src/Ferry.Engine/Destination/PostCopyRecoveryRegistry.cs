@@ -32,7 +32,13 @@ public sealed class PostCopyRecoveryRegistry
         {
             throw new ProtocolException(ProtocolErrorKind.UnexpectedFrame, $"expected PostCopyResume, got {first.Type}");
         }
-        string id = ControlJson.Decode<PostCopyResume>(first.Payload, "post-copy resume").MigrationId;
+        HandOver(stream, reader, first.Payload);
+    }
+
+    /// <summary>Hands a connection whose PostCopyResume frame was already read to the migration it names.</summary>
+    internal void HandOver(Stream stream, FrameReader reader, ReadOnlySpan<byte> resumePayload)
+    {
+        string id = ControlJson.Decode<PostCopyResume>(resumePayload, "post-copy resume").MigrationId;
         if (!_waiting.TryGetValue(id, out var slot) || !slot.TryAdd((stream, reader)))
         {
             throw new MigrationFailedException(MigrationFailure.Refused, $"no post-copy of migration '{id}' is waiting to resume here");
