@@ -215,4 +215,16 @@ public sealed class PostCopyMigrationTests
         Assert.Contains("could not reconnect to the destination within 1 s", outcome.Source.Report.Error);
         Assert.Equal(VmRunState.Paused, vm.State);
     }
+
+    [Fact]
+    public void A_resume_for_a_migration_nobody_waits_for_is_refused()
+    {
+        var registry = new PostCopyRecoveryRegistry();
+        var wire = new MemoryStream(Ferry.Protocol.Framing.FrameWriter.Encode(Ferry.Protocol.Framing.FrameType.PostCopyResume,
+            Ferry.Protocol.Messages.ControlJson.Encode(new Ferry.Protocol.Messages.PostCopyResume { MigrationId = "m-gone" }), 0));
+        var ex = Assert.Throws<MigrationFailedException>(() => registry.Accept(wire));
+        Assert.Equal(MigrationFailure.Refused, ex.Kind);
+        Assert.Contains("m-gone", ex.Message);
+        Assert.Empty(registry.Waiting);
+    }
 }
