@@ -11,7 +11,9 @@ namespace Ferry.Core.Policy;
 /// <list type="bullet">
 /// <item>the time budget (<see cref="PreCopyOptions.Timeout"/>) is spent;</item>
 /// <item>the guest dirties pages at least as fast as the link sends them;</item>
-/// <item>the remaining bytes did not shrink for <see cref="StallRounds"/> rounds in a row;</item>
+/// <item>the remaining bytes did not shrink for <see cref="StallRounds"/> rounds in a row (a round
+/// counts as shrinking only below <see cref="ShrinkFactor"/> of the last one, so the noise of a
+/// working set rewritten every round does not keep resetting the count);</item>
 /// <item>the round cap or the RAM multiple is reached.</item>
 /// </list>
 /// Stateful (it remembers the last round's remaining bytes): one instance per migration.
@@ -19,6 +21,9 @@ namespace Ferry.Core.Policy;
 public sealed class AutoPolicy : IMigrationPolicy
 {
     public const int DefaultStallRounds = 2;
+
+    /// <summary>A round shrank only if what is left is below this fraction of what was left after the previous one.</summary>
+    public const double ShrinkFactor = 0.95;
 
     private readonly PreCopyOptions _options;
     private readonly int _stallRounds;
@@ -44,7 +49,7 @@ public sealed class AutoPolicy : IMigrationPolicy
     {
         var inv = CultureInfo.InvariantCulture;
         // Track shrinkage before any early return, so the count always covers consecutive rounds.
-        bool shrank = _previousRemaining < 0 || o.RemainingBytes < _previousRemaining;
+        bool shrank = _previousRemaining < 0 || o.RemainingBytes < ShrinkFactor * _previousRemaining;
         _stalled = shrank ? 0 : _stalled + 1;
         _previousRemaining = o.RemainingBytes;
 

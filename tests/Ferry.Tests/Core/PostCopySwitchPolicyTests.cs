@@ -87,6 +87,15 @@ public sealed class PostCopySwitchPolicyTests
     }
 
     [Fact]
+    public void Auto_does_not_count_noise_as_shrinking()
+    {
+        var p = new AutoPolicy(new PreCopyOptions(), stallRounds: 2);
+        p.Decide(Round(1, dirtied: 10_000));
+        Assert.Equal(PolicyAction.Continue, p.Decide(Round(2, dirtied: 9_700)).Action);          // 3 % less: still stalled
+        Assert.Equal(PolicyAction.SwitchToPostCopy, p.Decide(Round(3, dirtied: 9_500)).Action);  // 2 % less: stalled twice
+    }
+
+    [Fact]
     public void Auto_stall_count_resets_when_a_round_shrinks()
     {
         var p = new AutoPolicy(new PreCopyOptions(), stallRounds: 2);
