@@ -226,6 +226,7 @@ public sealed partial class SourceMigration
         new PostCopyEnd(ctx.SourceDigest, _pagesSent).Write(end);
         _writer.Write(FrameType.PostCopyEnd, end);
         _writer.Flush();
+        ctx.PostCopyEndSent = true;
         var (type, payload) = returnPath.Take(_options.PostCopyCompletionTimeout, CancellationToken.None, "post-copy completion");
         if (type != FrameType.PostCopyComplete)
         {

@@ -120,7 +120,9 @@ public sealed partial class SourceMigration
             {
                 RestoreSource();
             }
-            string outcome = committed ? "unconfirmed" : failure.Kind == MigrationFailure.Cancelled ? "cancelled" : "failed";
+            // Once the last page went out the destination may have finished and only its verdict was lost: as after an unanswered commit, it may be running the VM.
+            bool unconfirmed = committed || (postCopyBroken && ctx.PostCopyEndSent);
+            string outcome = unconfirmed ? "unconfirmed" : failure.Kind == MigrationFailure.Cancelled ? "cancelled" : "failed";
             return new SourceResult(BuildReport(ctx, outcome, failure.Message), VmMoved: false);
         }
         finally
@@ -224,5 +226,6 @@ public sealed partial class SourceMigration
         public long Remaining;
         public int Recoveries;
         public long PagesLost;
+        public bool PostCopyEndSent;
     }
 }
