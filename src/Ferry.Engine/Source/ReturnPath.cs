@@ -33,6 +33,20 @@ internal sealed class ReturnPath : IDisposable
 
     public Exception? Error => _error;
 
+    /// <summary>
+    /// The return path's error, waiting up to <paramref name="grace"/> for one. A write that failed
+    /// because the destination closed the connection usually races the reader thread, which is
+    /// about to read the destination's Abort (the real cause) or the end of the stream.
+    /// </summary>
+    public Exception? ErrorWithin(TimeSpan grace)
+    {
+        if (_error is null)
+        {
+            _failed.Token.WaitHandle.WaitOne(grace);
+        }
+        return _error;
+    }
+
     /// <summary>Takes the next frame, waiting at most <paramref name="timeout"/>.</summary>
     public (FrameType Type, byte[] Payload) Take(TimeSpan timeout, CancellationToken ct, string waitingFor)
     {

@@ -28,6 +28,9 @@ public sealed partial class SourceMigration
     private Stream _stream;
     private readonly Func<CancellationToken, Stream>? _reconnect;
     private readonly List<ReturnPath> _recoveredReturnPaths = [];
+
+    /// <summary>How long a failed write waits for the return path to say why (see <see cref="ReturnPath.ErrorWithin"/>).</summary>
+    private static readonly TimeSpan ReturnPathGrace = TimeSpan.FromMilliseconds(500);
     private readonly MigrationOptions _options;
     private readonly IDirtyLog _dirtyLog;
     private readonly HostInfo _sourceHost;
@@ -148,8 +151,8 @@ public sealed partial class SourceMigration
         {
             return new MigrationFailedException(MigrationFailure.Cancelled, "cancelled by request");
         }
-        // A write failure usually has a clearer cause on the return path (abort reason, EOF).
-        if (returnPath.Error is { } rp && (ex is IOException or OperationCanceledException or ObjectDisposedException))
+        // A write failure usually has a clearer cause on the return path (abort reason, EOF), which may take a moment to arrive.
+        if ((ex is IOException or OperationCanceledException or ObjectDisposedException) && returnPath.ErrorWithin(ReturnPathGrace) is { } rp)
         {
             return ReturnPath.Wrap(rp, "during " + _progress.Phase);
         }
@@ -159,7 +162,7 @@ public sealed partial class SourceMigration
     /// <summary>After a post-copy switchover the VM ran at the destination: resuming the source copy would fork it, so it stays paused.</summary>
     private MigrationFailedException ClassifyPostCopy(Exception inner, ReturnPath returnPath)
     {
-        Exception cause = returnPath.Error is { } rp && inner is IOException or OperationCanceledException or ObjectDisposedException ? rp : inner;
+        Exception cause = inner is IOException or OperationCanceledException or ObjectDisposedException && returnPath.ErrorWithin(ReturnPathGrace) is { } rp ? rp : inner;
         MigrationFailedException wrapped = ReturnPath.Wrap(cause, "during post-copy");
         return new MigrationFailedException(wrapped.Kind,
             $"post-copy failed after the VM resumed at the destination: {wrapped.Message}; the source keeps its paused copy", wrapped);
