@@ -210,29 +210,7 @@ internal sealed class PostCopyReceiver
             _stream = stream;
             _reader = reader;
             _writer.Reconnect(stream);
-            Span<ulong> words = stackalloc ulong[256];
-            int total = (int)((_memory.PageCount + 63) >> 6);
-            for (int first = 0; first < total;)
-            {
-                int n = Math.Min(total - first, PendingPagesMessage.MaxWordsPerFrame);
-                Span<byte> payload = _writer.Begin(FrameType.PendingPages);
-                int pos = PendingPagesMessage.HeaderSize;
-                for (int done = 0; done < n;)
-                {
-                    int k = Math.Min(words.Length, n - done);
-                    pages.CopyMissingWords(first + done, words[..k]);
-                    for (int i = 0; i < k; i++)
-                    {
-                        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(payload[(pos + 8 * i)..], words[i]);
-                    }
-                    pos += 8 * k;
-                    done += k;
-                }
-                System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(payload, (uint)first);
-                System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(payload[4..], (uint)n);
-                _writer.Complete(pos);
-                first += n;
-            }
+            PendingPagesMessage.WriteAll(_writer, (int)((_memory.PageCount + 63) >> 6), pages.CopyMissingWords);
             Span<byte> request = stackalloc byte[PageRequest.Size];
             foreach (long page in pages.RequestedButMissing())
             {

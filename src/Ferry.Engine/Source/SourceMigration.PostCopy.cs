@@ -71,37 +71,9 @@ public sealed partial class SourceMigration
         return true;
     }
 
-    private void SendPendingMap(DirtyBitmap pending)
-    {
-        Span<ulong> words = stackalloc ulong[256];
-        int total = pending.WordCount;
-        // At least one frame even for an empty map: its presence is what makes this a post-copy switchover.
-        for (int first = 0; first < total || first == 0;)
-        {
-            Span<byte> payload = _writer.Begin(FrameType.PendingPages);
-            int n = Math.Min(total - first, PendingPagesMessage.MaxWordsPerFrame);
-            int pos = PendingPagesMessage.HeaderSize;
-            for (int done = 0; done < n;)
-            {
-                int k = Math.Min(words.Length, n - done);
-                pending.CopyWordsTo(first + done, words[..k]);
-                for (int i = 0; i < k; i++)
-                {
-                    System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(payload[(pos + 8 * i)..], words[i]);
-                }
-                pos += 8 * k;
-                done += k;
-            }
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(payload, (uint)first);
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(payload[4..], (uint)n);
-            _writer.Complete(pos);
-            first += n;
-            if (total == 0)
-            {
-                break;
-            }
-        }
-    }
+    /// <summary>The pending map; its presence is what makes this switchover a post-copy one (a guest has at least one page, so at least one frame goes).</summary>
+    private void SendPendingMap(DirtyBitmap pending) =>
+        PendingPagesMessage.WriteAll(_writer, pending.WordCount, pending.CopyWordsTo);
 
     /// <summary>Demand first, then push in pre-paging order, until no page is pending.</summary>
     private void ServePostCopy(RunContext ctx, DirtyBitmap pending, ReturnPath returnPath)

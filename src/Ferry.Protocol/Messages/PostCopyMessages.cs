@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Ferry.Protocol.Framing;
 
 namespace Ferry.Protocol.Messages;
 
@@ -64,6 +65,40 @@ public static class PendingPagesMessage
             BinaryPrimitives.WriteUInt64LittleEndian(b[(HeaderSize + 8 * i)..], words[i]);
         }
         return HeaderSize + 8 * words.Length;
+    }
+
+    /// <summary>Fills <paramref name="target"/> with the bitmap's words from <paramref name="firstWord"/> on.</summary>
+    public delegate void WordSource(int firstWord, Span<ulong> target);
+
+    /// <summary>
+    /// Writes a whole bitmap of <paramref name="totalWords"/> words as PendingPages frames, in order,
+    /// straight into the writer's frame buffer (a bitmap always has at least one word, so at least
+    /// one frame goes out).
+    /// </summary>
+    public static void WriteAll(FrameWriter writer, int totalWords, WordSource source)
+    {
+        Span<ulong> words = stackalloc ulong[256];
+        for (int first = 0; first < totalWords;)
+        {
+            int n = Math.Min(totalWords - first, MaxWordsPerFrame);
+            Span<byte> payload = writer.Begin(FrameType.PendingPages);
+            BinaryPrimitives.WriteUInt32LittleEndian(payload, (uint)first);
+            BinaryPrimitives.WriteUInt32LittleEndian(payload[4..], (uint)n);
+            int pos = HeaderSize;
+            for (int done = 0; done < n;)
+            {
+                int k = Math.Min(words.Length, n - done);
+                source(first + done, words[..k]);
+                for (int i = 0; i < k; i++)
+                {
+                    BinaryPrimitives.WriteUInt64LittleEndian(payload[(pos + 8 * i)..], words[i]);
+                }
+                pos += 8 * k;
+                done += k;
+            }
+            writer.Complete(pos);
+            first += n;
+        }
     }
 
     /// <summary>Validates a chunk against the expected next word and the bitmap's size; returns its words (copied into <paramref name="words"/>).</summary>

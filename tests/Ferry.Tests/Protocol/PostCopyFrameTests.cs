@@ -98,6 +98,39 @@ public sealed class PostCopyFrameTests
     }
 
     [Fact]
+    public void A_bitmap_larger_than_one_frame_goes_out_in_ordered_chunks_that_read_back_whole()
+    {
+        const long pages = PendingPagesMessage.MaxWordsPerFrame * 64L + 100;   // just over one frame
+        var sent = new Ferry.Core.Paging.DirtyBitmap(pages);
+        foreach (long p in new long[] { 0, 63, 64, 4_194_303, 4_194_304, pages - 1 })
+        {
+            sent.Set(p);
+        }
+        var wire = new MemoryStream();
+        PendingPagesMessage.WriteAll(new FrameWriter(wire), sent.WordCount, sent.CopyWordsTo);
+        wire.Position = 0;
+        var reader = new FrameReader(wire);
+        var back = new Ferry.Core.Paging.DirtyBitmap(pages);
+        var words = new ulong[PendingPagesMessage.MaxWordsPerFrame];
+        int frames = 0;
+        for (int first = 0; first < back.WordCount; frames++)
+        {
+            Frame f = reader.Read();
+            Assert.Equal(FrameType.PendingPages, f.Type);
+            int n = PendingPagesMessage.Read(f.Payload, first, back.WordCount, words);
+            back.OrWords(first, words.AsSpan(0, n));
+            first += n;
+        }
+        Assert.Equal(2, frames);
+        Assert.Equal(wire.Length, reader.BytesRead);
+        Assert.Equal(sent.Count(), back.Count());
+        foreach (long p in sent)
+        {
+            Assert.True(back[p]);
+        }
+    }
+
+    [Fact]
     public void Page_request_beyond_the_guest_is_malformed()
     {
         byte[] payload = new byte[PageRequest.Size];
