@@ -64,7 +64,8 @@ public sealed class MigrationListener : IDisposable
         RemoteEndpoint = kv.Value.Remote,
         MigrationId = kv.Value.Session?.Offer?.MigrationId,
         VmId = kv.Value.Session?.Offer?.VmId,
-        State = kv.Value.State,
+        // While receiving, the session knows more: post-copy, or post-copy paused waiting for the source.
+        State = kv.Value.State == "receiving" && kv.Value.Session is { } session ? session.Phase : kv.Value.State,
         PagesReceived = kv.Value.Session?.PagesReceived ?? 0,
         Error = kv.Value.Error,
     });

@@ -60,6 +60,10 @@ public sealed class DestinationMigration
     public long PagesReceived => Interlocked.Read(ref _pagesReceived);
 
     private long _pagesReceived;
+    private volatile string _phase = "receiving";
+
+    /// <summary>"receiving" until the VM runs here; then "post-copy", or "post-copy paused" while a broken link waits for the source to reconnect.</summary>
+    public string Phase => _phase;
 
     /// <summary>Receives one VM. Returns it running; throws (having kept nothing) on any failure.</summary>
     public VirtualMachine Run(CancellationToken ct) =>
@@ -235,7 +239,7 @@ public sealed class DestinationMigration
                             GuestMemory postCopyMemory = memory;
                             memory = null;
                             return new PostCopyReceiver(_stream, reader, writer, postCopyMemory, digest, config, vcpus, pending, _limits, offer.MigrationId, switchAt, ct)
-                                .Run(pages => Interlocked.Add(ref _pagesReceived, pages), PagesReceived);
+                                .Run(pages => Interlocked.Add(ref _pagesReceived, pages), PagesReceived, phase => _phase = phase);
                         }
                         vm = VirtualMachine.Restore(config, memory, vcpus);
                         memory = null;

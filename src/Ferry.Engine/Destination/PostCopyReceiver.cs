@@ -59,7 +59,7 @@ internal sealed class PostCopyReceiver
     }
 
     /// <summary>Runs the VM through post-copy. Returns it running with every page present; throws (having stopped and discarded it) otherwise.</summary>
-    public VirtualMachine Run(Action<long> countReceived, long receivedBeforeSwitch)
+    public VirtualMachine Run(Action<long> countReceived, long receivedBeforeSwitch, Action<string> setPhase)
     {
         var pages = new PostCopyPages(_pending, RequestPage, _limits.PageWaitTimeout, OnVcpuFailure);
         VirtualMachine? vm = null;
@@ -70,6 +70,7 @@ internal sealed class PostCopyReceiver
             _memory.BeginPostCopy(pages);
             vm = VirtualMachine.Restore(_config, _memory, _vcpus);
             vm.Start();
+            setPhase("post-copy");
             long runningAt = Stopwatch.GetTimestamp();
             long lastPageAt = pages.Missing == 0 ? runningAt : 0;
             double resumeMs = (runningAt - _switchAt) * 1000.0 / Stopwatch.Frequency;
@@ -83,7 +84,9 @@ internal sealed class PostCopyReceiver
                 }
                 catch (Exception ex) when (IsBrokenLink(ex, pages))
                 {
+                    setPhase("post-copy paused");
                     Recover(pages, ex);
+                    setPhase("post-copy");
                     continue;
                 }
                 switch (f.Type)
