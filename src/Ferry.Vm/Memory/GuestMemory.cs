@@ -11,6 +11,9 @@ namespace Ferry.Vm.Memory;
 /// dirty log is attached, as dirty. Under the kernel dirty log the kernel sees the write itself,
 /// so Write does no tracking work at all. Pages never written are known to be zero and are never
 /// touched by readers, which matters where a first touch costs tens of microseconds.
+/// At a post-copy destination (<see cref="BeginPostCopy"/>) every write and read first checks
+/// that the page has arrived and otherwise waits for it (<see cref="PostCopyPages"/>); the
+/// receiver installs arriving pages with <see cref="InstallArrivedPage"/>, which never waits.
 /// </summary>
 public sealed class GuestMemory : IDisposable
 {
