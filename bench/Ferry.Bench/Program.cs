@@ -47,6 +47,19 @@ internal static class Program
               --no-warmup        skip the small untimed warm-up migration
               --out PATH         JSON results (default bench-results/convergence-<timestamp>.json)
 
+          postcopy      memtouch guest migrated by each technique at a bandwidth limit: downtime and total
+                        time against post-copy faults, fault latency and resume time
+              --memory SIZE      guest RAM (default 256MiB)
+              --wss SIZE         working set, written at random with random bytes (default 128MiB)
+              --rate N           page writes per second (default 50000)
+              --techniques LIST  default precopy,postcopy,hybrid,auto
+              --bandwidth RATE   sender limit (default 125MB/s)
+              --vcpus N          guest vCPUs (default 2)
+              --max-rounds N     pre-copy round cap (default 10)
+              --repeats N        repeats (default 3); medians are reported
+              --no-warmup        skip the small untimed warm-up migrations
+              --out PATH         JSON results (default bench-results/postcopy-<timestamp>.json)
+
         Tiered compilation is off (runtimeconfig); DOTNET_TieredCompilation overrides it and is reported.
         """;
 
@@ -63,6 +76,8 @@ internal static class Program
                     return ConvergenceBenchmark.Execute(args);
                 case "install":
                     return InstallBenchmark.Execute(args);
+                case "postcopy":
+                    return PostCopyBenchmark.Execute(args);
                 case "help" or "--help" or "-h":
                     Console.WriteLine(Usage);
                     return 0;

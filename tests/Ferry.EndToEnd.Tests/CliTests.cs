@@ -22,6 +22,9 @@ public sealed class CliTests
     [Theory]
     [InlineData("precopy")]
     [InlineData("stop-and-copy")]
+    [InlineData("postcopy")]
+    [InlineData("hybrid")]
+    [InlineData("auto")]
     public void Migrate_with_its_own_agents_completes_and_writes_a_matching_report(string technique)
     {
         string report = Path.Combine(Path.GetTempPath(), $"ferry-cli-{Guid.NewGuid():n}.json");
@@ -44,6 +47,12 @@ public sealed class CliTests
             Assert.True(timing.GetProperty("totalMs").GetDouble() >= timing.GetProperty("downtimeMs").GetDouble());
             Assert.True(root.GetProperty("pages").GetProperty("sent").GetInt64() > 0);
             Assert.True(root.GetProperty("degradation").GetProperty("baselineOpsPerSecond").GetDouble() > 0);
+            if (technique is "postcopy" or "hybrid")
+            {
+                var postCopy = root.GetProperty("postCopy");
+                Assert.True(postCopy.GetProperty("used").GetBoolean());
+                Assert.True(timing.GetProperty("resumeMs").GetDouble() >= 0);
+            }
         }
         finally
         {

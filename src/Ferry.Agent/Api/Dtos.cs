@@ -63,6 +63,9 @@ public sealed record StartMigrationRequest
     public long? DirtyPageThreshold { get; init; }
     public double? MaxRamMultiple { get; init; }
     public string? Timeout { get; init; }
+
+    /// <summary>Hybrid: pre-copy rounds before post-copy; null = 1.</summary>
+    public int? HybridRounds { get; init; }
 }
 
 public sealed record MigrationView

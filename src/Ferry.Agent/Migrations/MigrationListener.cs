@@ -24,6 +24,9 @@ public sealed class MigrationListener : IDisposable
     private readonly Socket _listener;
     private readonly VmRegistry _vms;
     private readonly AgentOptions _options;
+
+    /// <summary>Post-copies whose link broke wait here for their source to reconnect.</summary>
+    private readonly PostCopyRecoveryRegistry _recovery = new();
     private readonly ILogger _logger;
     private readonly AgentEndpoints _endpoints;
     private readonly CancellationTokenSource _stop = new();
@@ -61,7 +64,8 @@ public sealed class MigrationListener : IDisposable
         RemoteEndpoint = kv.Value.Remote,
         MigrationId = kv.Value.Session?.Offer?.MigrationId,
         VmId = kv.Value.Session?.Offer?.VmId,
-        State = kv.Value.State,
+        // While receiving, the session knows more: post-copy, or post-copy paused waiting for the source.
+        State = kv.Value.State == "receiving" && kv.Value.Session is { } session ? session.Phase : kv.Value.State,
         PagesReceived = kv.Value.Session?.PagesReceived ?? 0,
         Error = kv.Value.Error,
     });
@@ -96,7 +100,8 @@ public sealed class MigrationListener : IDisposable
     private void Receive(Incoming incoming)
     {
         Socket socket = incoming.Socket!;
-        using var stream = new NetworkStream(socket, ownsSocket: true);
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        bool handedOver = false;
         try
         {
             socket.ReceiveTimeout = (int)HandshakeTimeout.TotalMilliseconds;
@@ -112,7 +117,7 @@ public sealed class MigrationListener : IDisposable
                 Log.MigrationRefused(_logger, incoming.Remote, incoming.Error);
                 return;
             }
-            var limits = new DestinationLimits { MaxMemoryBytes = _options.MaxVmMemoryBytes, PageInstall = _options.PageInstall };
+            var limits = new DestinationLimits { MaxMemoryBytes = _options.MaxVmMemoryBytes, PageInstall = _options.PageInstall, PostCopyRecovery = _recovery };
             socket.ReceiveTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
             socket.SendTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
             incoming.State = "receiving";
@@ -122,7 +127,14 @@ public sealed class MigrationListener : IDisposable
                 return _vms.Contains(offer.VmId) ? $"a VM with id '{offer.VmId}' already runs on this agent" : null;
             });
             incoming.Session = session;
-            VirtualMachine vm = session.Run(_stop.Token);
+            VirtualMachine? received = session.RunOrResume(_stop.Token);
+            if (received is not { } vm)
+            {
+                // A source came back for a post-copy whose link broke: that migration owns this connection now.
+                handedOver = true;
+                incoming.State = "resumed post-copy";
+                return;
+            }
             if (!_vms.TryAdd(vm))
             {
                 // Raced with a VM of the same id created meanwhile; should not happen, never lose both.
@@ -137,6 +149,13 @@ public sealed class MigrationListener : IDisposable
             incoming.State = "failed";
             incoming.Error = ex is IOException io ? "connection lost: " + (io.InnerException?.Message ?? io.Message) : ex.Message;
             Log.IncomingFailed(_logger, incoming.Remote, incoming.Error);
+        }
+        finally
+        {
+            if (!handedOver)
+            {
+                stream.Dispose();
+            }
         }
     }
 

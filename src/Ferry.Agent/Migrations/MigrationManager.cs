@@ -95,8 +95,23 @@ public sealed class MigrationManager : IDisposable
             stream = Connect(migrationEndpoint, job.Cancel.Token);
             MigrationHandshake.RunClient(stream, _options.Key);
             job.State = "running";
+            // After a post-copy switchover a broken link is retried over a new authenticated connection to the same listener.
+            Stream Reconnect(CancellationToken ct)
+            {
+                Stream again = Connect(migrationEndpoint, ct);
+                try
+                {
+                    MigrationHandshake.RunClient(again, _options.Key);
+                    return again;
+                }
+                catch
+                {
+                    again.Dispose();
+                    throw;
+                }
+            }
             var session = new SourceMigration(job.Id, vm, stream, options, dirtyLog,
-                HostIdentity.Local(_selfEndpoint()), HostIdentity.Local(job.Target) with { HostName = "", Endpoint = job.Target });
+                HostIdentity.Local(_selfEndpoint()), HostIdentity.Local(job.Target) with { HostName = "", Endpoint = job.Target }, Reconnect);
             job.Session = session;
             stream = null; // the session owns and closes it
             SourceResult result = session.Run(job.Cancel.Token);

@@ -29,7 +29,7 @@ public static class MigrationRequestParser
         }
         if (!MigrationTechniqueNames.TryParse(r.Technique ?? "precopy", out var technique))
         {
-            throw new ArgumentException($"technique '{r.Technique}' is not one of: stop-and-copy, precopy");
+            throw new ArgumentException($"technique '{r.Technique}' is not one of: {MigrationTechniqueNames.AllNames}");
         }
         long bandwidth = 0;
         if (!string.IsNullOrWhiteSpace(r.MaxBandwidth) && !UnitParser.TryParseRate(r.MaxBandwidth, out bandwidth, out string e1))
@@ -51,7 +51,14 @@ public static class MigrationRequestParser
             DirtyPageThreshold = r.DirtyPageThreshold,
             MaxRamMultiple = r.MaxRamMultiple ?? pre.MaxRamMultiple,
         };
-        var options = new MigrationOptions { Technique = technique, PreCopy = pre, MaxBandwidthBytesPerSecond = bandwidth, DirtyLog = dirtyLog };
+        var options = new MigrationOptions
+        {
+            Technique = technique,
+            PreCopy = pre,
+            MaxBandwidthBytesPerSecond = bandwidth,
+            DirtyLog = dirtyLog,
+            HybridRounds = r.HybridRounds ?? Core.Policy.HybridPolicy.DefaultRounds,
+        };
         try
         {
             options.Validate();

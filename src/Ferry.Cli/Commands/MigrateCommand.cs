@@ -24,7 +24,7 @@ internal static class MigrateCommand
 
     private sealed record Settings(
         string Memory, int Vcpus, string Workload, string Fill, string Technique, string DirtyLog, string? MaxBandwidth, string? DowntimeLimit,
-        int? MaxRounds, long? DirtyThreshold, double? MaxRamMultiple, string? Timeout, TimeSpan Baseline,
+        int? MaxRounds, long? DirtyThreshold, double? MaxRamMultiple, string? Timeout, int? HybridRounds, TimeSpan Baseline,
         Uri? From, Uri? To, string? KeyFile, string? VmId, string ReportPath, bool Json);
 
     public static Command Create()
@@ -33,7 +33,8 @@ internal static class MigrateCommand
         var vcpus = new Option<int>("--vcpus") { Description = "vCPUs of the VM to create", DefaultValueFactory = _ => 1 };
         var workload = new Option<string>("--workload") { Description = "guest program: idle, or memtouch:rate=PAGES/S,wss=SIZE,pattern=uniform|sequential|hot-cold|zipf,content=zero|text|random|mix,seed=N", DefaultValueFactory = _ => "memtouch:rate=20000,wss=256MiB" };
         var fill = new Option<string>("--fill") { Description = "initial RAM content: none, zero, text, random, mix", DefaultValueFactory = _ => "none" };
-        var technique = new Option<string>("--technique") { Description = "stop-and-copy or precopy", DefaultValueFactory = _ => "precopy" };
+        var technique = new Option<string>("--technique") { Description = "stop-and-copy, precopy, postcopy, hybrid (pre-copy rounds, then post-copy) or auto (post-copy once pre-copy will not converge)", DefaultValueFactory = _ => "precopy" };
+        var hybridRounds = new Option<int?>("--hybrid-rounds") { Description = "hybrid: pre-copy rounds before post-copy (default 1)" };
         var dirtyLog = new Option<string>("--dirty-log") { Description = "dirty tracking: auto (cheaper for the workload on this host), kernel (userfaultfd + PAGEMAP_SCAN) or software", DefaultValueFactory = _ => "auto" };
         var maxBandwidth = new Option<string?>("--max-bandwidth") { Description = "sender bandwidth limit, e.g. 125MB/s or 1Gbit/s (default: unlimited)" };
         var downtime = new Option<string?>("--downtime-limit") { Description = "stop when the rest fits in this pause at the measured bandwidth (default 300ms)" };
@@ -51,14 +52,14 @@ internal static class MigrateCommand
         var cmd = new Command("migrate", "Migrate a running VM between two agents, with live progress and a report")
         {
             memory, vcpus, workload, fill, technique, dirtyLog, maxBandwidth, downtime, maxRounds, dirtyThreshold, ramMultiple, timeout,
-            baseline, from, to, keyFile, vm, report, json,
+            hybridRounds, baseline, from, to, keyFile, vm, report, json,
         };
         cmd.SetAction(async (p, ct) =>
         {
             var s = new Settings(
                 p.GetValue(memory)!, p.GetValue(vcpus), p.GetValue(workload)!, p.GetValue(fill)!, p.GetValue(technique)!, p.GetValue(dirtyLog)!,
                 p.GetValue(maxBandwidth), p.GetValue(downtime), p.GetValue(maxRounds), p.GetValue(dirtyThreshold), p.GetValue(ramMultiple),
-                p.GetValue(timeout), ParseDuration(p.GetValue(baseline)!, "--baseline"),
+                p.GetValue(timeout), p.GetValue(hybridRounds), ParseDuration(p.GetValue(baseline)!, "--baseline"),
                 ParseUrl(p.GetValue(from), "--from"), ParseUrl(p.GetValue(to), "--to"), p.GetValue(keyFile), p.GetValue(vm),
                 p.GetValue(report)!, p.GetValue(json));
             Validate(s);
@@ -100,7 +101,7 @@ internal static class MigrateCommand
         }
         if (!MigrationTechniqueNames.TryParse(s.Technique, out _))
         {
-            throw new UsageException($"--technique: '{s.Technique}' is not one of stop-and-copy, precopy");
+            throw new UsageException($"--technique: '{s.Technique}' is not one of {MigrationTechniqueNames.AllNames}");
         }
         try
         {
@@ -138,6 +139,7 @@ internal static class MigrateCommand
         MaxBandwidth = s.MaxBandwidth,
         DowntimeLimit = s.DowntimeLimit,
         MaxRounds = s.MaxRounds,
+        HybridRounds = s.HybridRounds,
         DirtyPageThreshold = s.DirtyThreshold,
         MaxRamMultiple = s.MaxRamMultiple,
         Timeout = s.Timeout,

@@ -34,6 +34,14 @@ internal static class SummaryRenderer
         table.AddRow("application degradation", Markup.Escape(d.BaselineOpsPerSecond > 0
             ? string.Create(inv, $"{d.BaselineOpsPerSecond:N0} ops/s before → {d.DuringOpsPerSecond:N0} ops/s during ({d.DegradationPercent:0.0}% lower; live rounds alone {d.LiveOpsPerSecond:N0} ops/s, {d.LiveDegradationPercent:0.0}% lower)")
             : "no baseline (idle guest)"));
+        if (r.PostCopy is { Used: true } pc)
+        {
+            table.AddRow("post-copy faults", Markup.Escape(string.Create(inv,
+                $"{pc.Faults:N0} (latency p50 {pc.FaultLatencyP50Ms:0.00} ms, p99 {pc.FaultLatencyP99Ms:0.00} ms, max {pc.FaultLatencyMaxMs:0.00} ms)")));
+            string recovered = pc.Recoveries > 0 ? string.Create(inv, $"; {pc.Recoveries} reconnection(s), {pc.PagesSentAgain:N0} sent again") : "";
+            table.AddRow("post-copy pages", Markup.Escape(string.Create(inv,
+                $"{pc.PendingAtSwitchover:N0} after resume: {pc.DemandPages:N0} on demand, {pc.PrePagedPages:N0} pre-paged, {pc.PushPages:N0} pushed; {pc.ZeroFilledLocally:N0} zero-filled locally{recovered}")));
+        }
         console.Write(table);
 
         if (r.Rounds.Count > 0)

@@ -20,12 +20,48 @@ public sealed record MigrationOptions
     /// <summary>Throughput before the migration is measured over this window for the degradation figure.</summary>
     public TimeSpan BaselineWindow { get; init; } = DefaultBaselineWindow;
 
+    /// <summary>Hybrid: pre-copy rounds before the switch to post-copy.</summary>
+    public int HybridRounds { get; init; } = HybridPolicy.DefaultRounds;
+
+    /// <summary>Auto: rounds in a row without the remaining bytes shrinking before switching to post-copy.</summary>
+    public int AutoStallRounds { get; init; } = AutoPolicy.DefaultStallRounds;
+
+    /// <summary>Post-copy: how long the source waits for the destination's confirmation that every page arrived, after the last one was sent.</summary>
+    public TimeSpan PostCopyCompletionTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Post-copy: how long the source keeps trying to reach the destination again after the link broke (when it can reconnect at all).</summary>
+    public TimeSpan PostCopyRecoveryTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>How long to wait for the destination at switchover before giving up.</summary>
     public TimeSpan SwitchoverTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The policy that decides after each live round for this technique (a fresh instance: some policies keep state).</summary>
+    public IMigrationPolicy CreatePolicy() => Technique switch
+    {
+        MigrationTechnique.Hybrid => new HybridPolicy(HybridRounds, PreCopy.Timeout),
+        MigrationTechnique.Auto => new AutoPolicy(PreCopy, AutoStallRounds),
+        _ => new PreCopyPolicy(PreCopy),
+    };
 
     public void Validate()
     {
         PreCopy.Validate();
+        if (HybridRounds < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(HybridRounds), "hybrid needs at least one pre-copy round");
+        }
+        if (AutoStallRounds < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(AutoStallRounds), "auto stall rounds must be at least 1");
+        }
+        if (PostCopyRecoveryTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(PostCopyRecoveryTimeout), "post-copy recovery timeout must be positive");
+        }
+        if (PostCopyCompletionTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(PostCopyCompletionTimeout), "post-copy completion timeout must be positive");
+        }
         if (MaxBandwidthBytesPerSecond < 0)
         {
             throw new ArgumentOutOfRangeException(nameof(MaxBandwidthBytesPerSecond), "bandwidth limit must not be negative");

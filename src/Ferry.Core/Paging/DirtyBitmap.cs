@@ -95,6 +95,91 @@ public sealed class DirtyBitmap
         }
     }
 
+    /// <summary>The first set page at or after <paramref name="from"/>, or -1 (skips clear words whole).</summary>
+    public long NextSet(long from)
+    {
+        if (from < 0)
+        {
+            from = 0;
+        }
+        if (from >= PageCount)
+        {
+            return -1;
+        }
+        int index = (int)(from >> 6);
+        ulong word = Volatile.Read(ref _words[index]) & (ulong.MaxValue << (int)(from & 63));
+        while (word == 0)
+        {
+            if (++index >= _words.Length)
+            {
+                return -1;
+            }
+            word = Volatile.Read(ref _words[index]);
+        }
+        return ((long)index << 6) + BitOperations.TrailingZeroCount(word);
+    }
+
+    /// <summary>The last set page at or before <paramref name="from"/>, or -1.</summary>
+    public long PreviousSet(long from)
+    {
+        if (from < 0)
+        {
+            return -1;
+        }
+        if (from >= PageCount)
+        {
+            from = PageCount - 1;
+        }
+        int index = (int)(from >> 6);
+        int bit = (int)(from & 63);
+        ulong word = Volatile.Read(ref _words[index]) & (bit == 63 ? ulong.MaxValue : (1UL << (bit + 1)) - 1);
+        while (word == 0)
+        {
+            if (--index < 0)
+            {
+                return -1;
+            }
+            word = Volatile.Read(ref _words[index]);
+        }
+        return ((long)index << 6) + 63 - BitOperations.LeadingZeroCount(word);
+    }
+
+    /// <summary>Number of 64-page words, for copying the bitmap onto the wire in chunks.</summary>
+    public int WordCount => _words.Length;
+
+    /// <summary>Copies words starting at <paramref name="firstWord"/> into <paramref name="target"/>.</summary>
+    public void CopyWordsTo(int firstWord, Span<ulong> target) => _words.AsSpan(firstWord, target.Length).CopyTo(target);
+
+    /// <summary>ORs words into the bitmap starting at <paramref name="firstWord"/>; bits beyond the page count are ignored.</summary>
+    public void OrWords(int firstWord, ReadOnlySpan<ulong> words)
+    {
+        for (int i = 0; i < words.Length; i++)
+        {
+            _words[firstWord + i] |= words[i];
+        }
+        int tail = (int)(PageCount & 63);
+        if (tail != 0 && firstWord + words.Length == _words.Length)
+        {
+            _words[^1] &= (1UL << tail) - 1;
+        }
+    }
+
+    /// <summary>Atomically clears the bit; returns true when this call cleared it.</summary>
+    public bool ClearAtomic(long page)
+    {
+        ref ulong word = ref _words[page >> 6];
+        ulong bit = 1UL << (int)(page & 63);
+        return (Interlocked.And(ref word, ~bit) & bit) != 0;
+    }
+
+    /// <summary>Atomically sets the bit; returns true when this call set it (it was clear before).</summary>
+    public bool TrySetAtomic(long page)
+    {
+        ref ulong word = ref _words[page >> 6];
+        ulong bit = 1UL << (int)(page & 63);
+        return (Interlocked.Or(ref word, bit) & bit) == 0;
+    }
+
     /// <summary>Enumerates set pages in ascending order without allocating per page.</summary>
     public SetBitEnumerator GetEnumerator() => new(_words);
 

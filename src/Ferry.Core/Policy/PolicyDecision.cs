@@ -10,6 +10,9 @@ public enum PolicyAction
 
     /// <summary>Give up; the source VM keeps running.</summary>
     Abort,
+
+    /// <summary>Pause the VM, move only its vCPU and device state, run it at the destination and fetch the rest there (post-copy).</summary>
+    SwitchToPostCopy,
 }
 
 /// <summary>A decision and the plain-words reason that goes into the report.</summary>
@@ -20,4 +23,6 @@ public readonly record struct PolicyDecision(PolicyAction Action, string Reason)
     public static PolicyDecision StopAndCopy(string reason) => new(PolicyAction.StopAndCopy, reason);
 
     public static PolicyDecision Abort(string reason) => new(PolicyAction.Abort, reason);
+
+    public static PolicyDecision SwitchToPostCopy(string reason) => new(PolicyAction.SwitchToPostCopy, reason);
 }

@@ -25,6 +25,7 @@ public sealed record MigrationReport
     public PageMetrics Pages { get; init; } = new();
     public DegradationMetrics Degradation { get; init; } = new();
     public VerificationInfo Verification { get; init; } = new();
+    public PostCopyMetrics PostCopy { get; init; } = new();
     public IReadOnlyList<RoundRecord> Rounds { get; init; } = [];
 }
 
@@ -66,6 +67,9 @@ public sealed record SettingsInfo
     public long? DirtyPageThreshold { get; init; }
     public double? MaxRamMultiple { get; init; }
     public double? TimeoutMs { get; init; }
+
+    /// <summary>Hybrid: pre-copy rounds before post-copy (null for other techniques).</summary>
+    public int? HybridRounds { get; init; }
 }
 
 public sealed record TimingMetrics
@@ -78,7 +82,7 @@ public sealed record TimingMetrics
 
     public DowntimeParts DowntimeParts { get; init; } = new();
 
-    /// <summary>VM running at the destination → no dependency on the source (0 for pre-copy).</summary>
+    /// <summary>VM running at the destination → no dependency on the source: post-copy's last page installed (0 for pre-copy).</summary>
     public double ResumeMs { get; init; }
 
     /// <summary>Start → end of all dependency on the source.</summary>
@@ -161,4 +165,48 @@ public sealed record RoundRecord
     public double DirtyPagesPerSecond { get; init; }
     public string Decision { get; init; } = "";
     public string Reason { get; init; } = "";
+}
+
+/// <summary>Post-copy's own figures (all zero when the migration did not switch to post-copy).</summary>
+public sealed record PostCopyMetrics
+{
+    /// <summary>True when the VM resumed at the destination before all its pages had arrived.</summary>
+    public bool Used { get; init; }
+
+    /// <summary>Why post-copy started: the technique, or the policy's reason to switch.</summary>
+    public string SwitchReason { get; init; } = "";
+
+    /// <summary>Pre-copy rounds run before the switch (0 for pure post-copy).</summary>
+    public int PreCopyRounds { get; init; }
+
+    /// <summary>Pages still at the source when the VM resumed at the destination.</summary>
+    public long PendingAtSwitchover { get; init; }
+
+    /// <summary>Times a destination vCPU touched a page that had not arrived and waited for it.</summary>
+    public long Faults { get; init; }
+
+    public double FaultLatencyP50Ms { get; init; }
+    public double FaultLatencyP99Ms { get; init; }
+    public double FaultLatencyMaxMs { get; init; }
+
+    /// <summary>Pages sent because the destination asked for them (a fault).</summary>
+    public long DemandPages { get; init; }
+
+    /// <summary>Pages sent by the background push, outside a pre-paging window.</summary>
+    public long PushPages { get; init; }
+
+    /// <summary>Pages sent as neighbours of a fault (within the pre-paging window).</summary>
+    public long PrePagedPages { get; init; }
+
+    /// <summary>Never-written pages the destination made zero locally: never sent.</summary>
+    public long ZeroFilledLocally { get; init; }
+
+    /// <summary>Requests for pages already on their way (the push or an earlier request sent them): not sent twice.</summary>
+    public long RequestsAlreadySent { get; init; }
+
+    /// <summary>Times the link broke after switchover and post-copy resumed over a new connection.</summary>
+    public int Recoveries { get; init; }
+
+    /// <summary>Pages sent before a break that never arrived, and were sent again after it.</summary>
+    public long PagesSentAgain { get; init; }
 }

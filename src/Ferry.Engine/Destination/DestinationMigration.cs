@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Ferry.Core.Paging;
 using Ferry.Core.Reporting;
 using Ferry.Protocol;
 using Ferry.Protocol.Framing;
@@ -20,6 +21,15 @@ public sealed record DestinationLimits
 
     /// <summary>How long a silent source is tolerated between frames.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Post-copy: the longest a vCPU waits for one missing page before the migration fails.</summary>
+    public TimeSpan PageWaitTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Post-copy: where to wait for the source to reconnect after the link broke. Null = a broken link ends post-copy at once.</summary>
+    public PostCopyRecoveryRegistry? PostCopyRecovery { get; init; }
+
+    /// <summary>Post-copy: how long to wait for the source to reconnect after the link broke.</summary>
+    public TimeSpan RecoveryTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>
@@ -50,9 +60,21 @@ public sealed class DestinationMigration
     public long PagesReceived => Interlocked.Read(ref _pagesReceived);
 
     private long _pagesReceived;
+    private volatile string _phase = "receiving";
+
+    /// <summary>"receiving" until the VM runs here; then "post-copy", or "post-copy paused" while a broken link waits for the source to reconnect.</summary>
+    public string Phase => _phase;
 
     /// <summary>Receives one VM. Returns it running; throws (having kept nothing) on any failure.</summary>
-    public VirtualMachine Run(CancellationToken ct)
+    public VirtualMachine Run(CancellationToken ct) =>
+        RunOrResume(ct) ?? throw new MigrationFailedException(MigrationFailure.ProtocolViolation, "the connection resumed a post-copy instead of offering a VM");
+
+    /// <summary>
+    /// Like <see cref="Run"/>, but a connection that opens with PostCopyResume is handed to the
+    /// paused post-copy it names (<see cref="DestinationLimits.PostCopyRecovery"/>): then this
+    /// returns null and the stream belongs to that migration (the caller must not close it).
+    /// </summary>
+    public VirtualMachine? RunOrResume(CancellationToken ct)
     {
         var reader = new FrameReader(_stream);
         var writer = new FrameWriter(_stream);
@@ -67,6 +89,11 @@ public sealed class DestinationMigration
         try
         {
             Frame first = reader.Read();
+            if (first.Type == FrameType.PostCopyResume && _limits.PostCopyRecovery is { } recovery)
+            {
+                recovery.HandOver(_stream, reader, first.Payload);
+                return null;
+            }
             if (first.Type == FrameType.Abort)
             {
                 throw Aborted(first.Payload);
@@ -111,6 +138,9 @@ public sealed class DestinationMigration
             var vcpus = new VcpuState[config.Vcpus];
             var haveVcpu = new bool[config.Vcpus];
             bool haveDevice = false;
+            // Post-copy: the pages still at the source, as the PendingPages frames describe them.
+            DirtyBitmap? pending = null;
+            int pendingWords = 0;
             long hashTicks = 0;
             while (true)
             {
@@ -160,6 +190,15 @@ public sealed class DestinationMigration
                         ControlJson.Decode<DeviceState>(f.Payload, "device state");
                         haveDevice = true;
                         break;
+                    case FrameType.PendingPages:
+                    {
+                        pending ??= new DirtyBitmap(memory.PageCount);
+                        ulong[] words = new ulong[Math.Min(pending.WordCount, PendingPagesMessage.MaxWordsPerFrame)];
+                        int n = PendingPagesMessage.Read(f.Payload, pendingWords, pending.WordCount, words);
+                        pending.OrWords(pendingWords, words.AsSpan(0, n));
+                        pendingWords += n;
+                        break;
+                    }
                     case FrameType.Switchover:
                     {
                         long switchAt = Stopwatch.GetTimestamp();
@@ -167,6 +206,7 @@ public sealed class DestinationMigration
                         ulong mine = digest.Compute();
                         string? problem =
                             !haveVcpu.All(x => x) ? "vCPU state missing" :
+                            pending is not null && pendingWords != pending.WordCount ? $"pending pages map covers {pendingWords} of {pending.WordCount} words" :
                             !haveDevice ? "device state missing" :
                             sw.GuestPages != memory.PageCount ? $"source counts {sw.GuestPages} guest pages, destination {memory.PageCount}" :
                             sw.Vcpus != config.Vcpus ? $"source says {sw.Vcpus} vCPUs, the offer said {config.Vcpus}" :
@@ -194,6 +234,13 @@ public sealed class DestinationMigration
                         Expect(commit, FrameType.Commit);
                         // Never-written pages must fault in as zeros again once guest code runs.
                         memory.DisableFastInstall();
+                        if (pending is not null)
+                        {
+                            GuestMemory postCopyMemory = memory;
+                            memory = null;
+                            return new PostCopyReceiver(_stream, reader, writer, postCopyMemory, digest, config, vcpus, pending, _limits, offer.MigrationId, switchAt, ct)
+                                .Run(pages => Interlocked.Add(ref _pagesReceived, pages), PagesReceived, phase => _phase = phase);
+                        }
                         vm = VirtualMachine.Restore(config, memory, vcpus);
                         memory = null;
                         vm.Start();
@@ -232,7 +279,7 @@ public sealed class DestinationMigration
         }
     }
 
-    private static void TrySend(FrameWriter writer, FrameType type, byte[] payload)
+    internal static void TrySend(FrameWriter writer, FrameType type, byte[] payload)
     {
         try
         {

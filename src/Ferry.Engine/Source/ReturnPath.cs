@@ -17,9 +17,12 @@ internal sealed class ReturnPath : IDisposable
     private volatile Exception? _error;
     private int _lastAckedRound;
     private readonly object _ackGate = new();
+    private readonly long _guestPages;
+    private readonly ConcurrentQueue<long> _pageRequests = new();
 
-    public ReturnPath(Stream stream)
+    public ReturnPath(Stream stream, long guestPages)
     {
+        _guestPages = guestPages;
         _reader = new FrameReader(stream);
         _thread = new Thread(Run) { IsBackground = true, Name = "ferry-return-path" };
         _thread.Start();
@@ -29,6 +32,20 @@ internal sealed class ReturnPath : IDisposable
     public CancellationToken Failed => _failed.Token;
 
     public Exception? Error => _error;
+
+    /// <summary>
+    /// The return path's error, waiting up to <paramref name="grace"/> for one. A write that failed
+    /// because the destination closed the connection usually races the reader thread, which is
+    /// about to read the destination's Abort (the real cause) or the end of the stream.
+    /// </summary>
+    public Exception? ErrorWithin(TimeSpan grace)
+    {
+        if (_error is null)
+        {
+            _failed.Token.WaitHandle.WaitOne(grace);
+        }
+        return _error;
+    }
 
     /// <summary>Takes the next frame, waiting at most <paramref name="timeout"/>.</summary>
     public (FrameType Type, byte[] Payload) Take(TimeSpan timeout, CancellationToken ct, string waitingFor)
@@ -51,6 +68,9 @@ internal sealed class ReturnPath : IDisposable
         ct.ThrowIfCancellationRequested();
         throw new MigrationFailedException(MigrationFailure.Timeout, $"destination sent no {waitingFor} within {timeout.TotalSeconds:0} s");
     }
+
+    /// <summary>The oldest post-copy page request not yet taken. Requests bypass the frame queue so they never wait behind anything.</summary>
+    public bool TryTakePageRequest(out long page) => _pageRequests.TryDequeue(out page);
 
     /// <summary>Waits until the destination has installed every page of <paramref name="round"/>.</summary>
     public void WaitForRoundAck(int round, TimeSpan timeout, CancellationToken ct)
@@ -96,6 +116,11 @@ internal sealed class ReturnPath : IDisposable
                 {
                     var abort = Protocol.Messages.ControlJson.Decode<Protocol.Messages.Abort>(f.Payload, "abort");
                     throw new MigrationFailedException(MigrationFailure.Aborted, $"destination aborted: {abort.Reason}");
+                }
+                if (f.Type == FrameType.PageRequest)
+                {
+                    _pageRequests.Enqueue(Protocol.Messages.PageRequest.Read(f.Payload, _guestPages).Page);
+                    continue;
                 }
                 if (f.Type == FrameType.RoundAck)
                 {

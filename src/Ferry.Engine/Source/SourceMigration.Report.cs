@@ -10,7 +10,8 @@ public sealed partial class SourceMigration
 {
     private MigrationReport BuildReport(RunContext ctx, string outcome, string? error)
     {
-        long end = ctx.ResumedAt != 0 ? ctx.ResumedAt : Stopwatch.GetTimestamp();
+        // Post-copy depends on the source until the destination confirmed its last page.
+        long end = ctx.CompletedAt != 0 ? ctx.CompletedAt : ctx.ResumedAt != 0 && !ctx.PostCopyUsed ? ctx.ResumedAt : Stopwatch.GetTimestamp();
         bool paused = ctx.PausedAt != 0;
         bool resumed = ctx.ResumedAt != 0;
         double totalMs = Ms(_start, end);
@@ -50,6 +51,7 @@ public sealed partial class SourceMigration
                 DirtyPageThreshold = pre.DirtyPageThreshold,
                 MaxRamMultiple = pre.MaxRamMultiple,
                 TimeoutMs = pre.Timeout?.TotalMilliseconds,
+                HybridRounds = _options.Technique == MigrationTechnique.Hybrid ? _options.HybridRounds : null,
             },
             Timing = new TimingMetrics
             {
@@ -62,7 +64,7 @@ public sealed partial class SourceMigration
                     SwitchoverMs = resumed ? Ms(ctx.StateDone, ctx.ResumedAt) : 0,
                     DestinationResumeMs = ctx.DestinationResumeMs,
                 },
-                ResumeMs = 0,
+                ResumeMs = ctx.PostCopyComplete?.ResumeMs ?? 0,
                 TotalMs = totalMs,
             },
             Pages = new PageMetrics
@@ -88,15 +90,36 @@ public sealed partial class SourceMigration
             Verification = new VerificationInfo
             {
                 SourceDigest = ctx.SourceDigest == 0 ? "" : MemoryDigest.Format(ctx.SourceDigest),
-                DestinationDigest = ctx.Ready?.DestinationDigest ?? "",
-                DigestsMatch = ctx.Ready?.DigestMatches ?? false,
+                // In post-copy the final verdict is the one given once every page arrived.
+                DestinationDigest = ctx.PostCopyUsed ? ctx.PostCopyComplete?.DestinationDigest ?? "" : ctx.Ready?.DestinationDigest ?? "",
+                DigestsMatch = ctx.PostCopyUsed ? ctx.PostCopyComplete?.DigestMatches ?? false : ctx.Ready?.DigestMatches ?? false,
                 SourceHashMs = _hashTicks * 1000.0 / Stopwatch.Frequency,
                 DestinationHashMs = ctx.Ready?.DestinationHashMs ?? 0,
                 DigestInDowntimeMs = ctx.DigestInDowntimeMs,
                 SourceRehashMatches = ctx.RehashMatches,
                 SourceRehashMs = ctx.RehashMs,
             },
+            PostCopy = BuildPostCopyMetrics(ctx),
             Rounds = _rounds.ToArray(),
         };
     }
+
+    private static PostCopyMetrics BuildPostCopyMetrics(RunContext ctx) => !ctx.PostCopyUsed ? new PostCopyMetrics() : new PostCopyMetrics
+    {
+        Used = true,
+        SwitchReason = ctx.StopReason ?? "",
+        PreCopyRounds = ctx.PreCopyRounds,
+        PendingAtSwitchover = ctx.PendingAtSwitchover,
+        Faults = ctx.PostCopyComplete?.Faults ?? 0,
+        FaultLatencyP50Ms = ctx.PostCopyComplete?.FaultLatencyP50Ms ?? 0,
+        FaultLatencyP99Ms = ctx.PostCopyComplete?.FaultLatencyP99Ms ?? 0,
+        FaultLatencyMaxMs = ctx.PostCopyComplete?.FaultLatencyMaxMs ?? 0,
+        DemandPages = ctx.DemandPages,
+        PushPages = ctx.PushPages,
+        PrePagedPages = ctx.PrePagedPages,
+        ZeroFilledLocally = ctx.ZeroFilledLocally,
+        RequestsAlreadySent = ctx.RequestsAlreadySent,
+        Recoveries = ctx.Recoveries,
+        PagesSentAgain = ctx.PagesLost,
+    };
 }

@@ -49,12 +49,32 @@ public sealed partial class SourceMigration
 
         var pending = new DirtyBitmap(_memory.PageCount);
         var harvest = new DirtyBitmap(_memory.PageCount);
+        bool postCopy = false;
         if (_options.Technique == MigrationTechnique.StopAndCopy)
         {
             PauseSource(ctx);
             StartPacing();
             ctx.StopReason = "stop-and-copy: the VM is paused for the whole copy";
             SendAllPopulated(round: 1, kind: "stop-and-copy", ct);
+        }
+        else if (_options.Technique == MigrationTechnique.PostCopy)
+        {
+            // No live round: every page ever written is fetched after the VM runs at the destination.
+            PauseSource(ctx);
+            ctx.StopReason = "postcopy: the VM resumes at the destination at once";
+            postCopy = true;
+            for (long p = 0; p < _memory.PageCount; p++)
+            {
+                if (_memory.IsPopulated(p))
+                {
+                    pending.Set(p);
+                }
+                else
+                {
+                    _skippedNeverWritten++;
+                }
+            }
+            _neverWrittenSkipped = _skippedNeverWritten;
         }
         else
         {
@@ -69,9 +89,10 @@ public sealed partial class SourceMigration
                 {
                     throw new MigrationFailedException(MigrationFailure.Aborted, $"policy aborted: {decision.Reason}");
                 }
-                if (decision.Action == PolicyAction.StopAndCopy)
+                if (decision.Action is PolicyAction.StopAndCopy or PolicyAction.SwitchToPostCopy)
                 {
                     ctx.StopReason = decision.Reason;
+                    postCopy = decision.Action == PolicyAction.SwitchToPostCopy;
                     break;
                 }
                 SendPages(pending, _round + 1, "live", ct);
@@ -84,7 +105,14 @@ public sealed partial class SourceMigration
             _dirtyLog.GetAndClear(harvest);
             _dirtyLog.Stop();
             pending.UnionWith(harvest);
-            SendPages(pending, _round + 1, "stop-and-copy", ct);
+            if (!postCopy)
+            {
+                SendPages(pending, _round + 1, "stop-and-copy", ct);
+            }
+        }
+        if (postCopy)
+        {
+            return SwitchToPostCopy(ctx, pending, returnPath, ct);
         }
         _writer.Flush();
         ctx.FinalPagesDone = Stopwatch.GetTimestamp();
@@ -92,7 +120,10 @@ public sealed partial class SourceMigration
 
         SendState();
         ctx.StateDone = Stopwatch.GetTimestamp();
-        return Switchover(ctx, returnPath, ct);
+        bool committed = Switchover(ctx, returnPath, ct);
+        SetPhase("completed");
+        VerifySourceCopy(ctx);
+        return committed;
     }
 
     /// <summary>
@@ -160,7 +191,7 @@ public sealed partial class SourceMigration
         _roundStart = Stopwatch.GetTimestamp();
         _roundWireStart = _writer.BytesWritten;
         _phaseIsFinal = kind != "live";
-        SetPhase(kind == "live" ? "precopy" : "stop-and-copy");
+        SetPhase(kind switch { "live" => "precopy", "post-copy" => "post-copy", _ => "stop-and-copy" });
     }
 
     private void EndRound(int round)
@@ -243,7 +274,11 @@ public sealed partial class SourceMigration
         }));
     }
 
-    /// <summary>Digest check, commit, resume acknowledgement. Returns true when the destination runs the VM.</summary>
+    /// <summary>
+    /// Digest check, commit, resume acknowledgement. Returns true when the destination runs the VM.
+    /// The digest covers every page as sent so far (a page never sent counts as zeros): in
+    /// pre-copy that is all of guest RAM, in post-copy the part that moved before the switch.
+    /// </summary>
     private bool Switchover(RunContext ctx, ReturnPath returnPath, CancellationToken ct)
     {
         SetPhase("switchover");
@@ -286,8 +321,6 @@ public sealed partial class SourceMigration
         {
             throw new CommittedButUnconfirmedException(ex);
         }
-        SetPhase("completed");
-        VerifySourceCopy(ctx);
         return committed;
     }
 
@@ -381,14 +414,19 @@ public sealed partial class SourceMigration
     {
         private readonly SourceMigration _owner;
         private readonly int _round;
+        private readonly int _maxPages;
+        private readonly bool _urgent;
         private Span<byte> _payload;
         private int _count;
         private int _pos;
 
-        public BatchBuilder(SourceMigration owner, int round)
+        /// <param name="urgent">Post-copy answers to page requests: they take their bandwidth from the bucket without waiting (the push after them waits longer instead), so the limit holds on average and a faulting vCPU does not wait for the pacing.</param>
+        public BatchBuilder(SourceMigration owner, int round, int maxPages = PageBatchCodec.MaxPagesPerBatch, bool urgent = false)
         {
             _owner = owner;
             _round = round;
+            _maxPages = maxPages;
+            _urgent = urgent;
             _payload = default;
             _count = 0;
             _pos = 0;
@@ -429,7 +467,7 @@ public sealed partial class SourceMigration
             o._pagesSent++;
             o._roundSent++;
             _count++;
-            if (_count == PageBatchCodec.MaxPagesPerBatch)
+            if (_count == _maxPages)
             {
                 Flush(ct);
             }
@@ -447,7 +485,14 @@ public sealed partial class SourceMigration
         {
             ct.ThrowIfCancellationRequested();
             PageBatchCodec.WriteHeader(_payload, _count, _round);
-            _owner.Pace(FrameHeader.Size + _pos, ct);
+            if (_urgent)
+            {
+                _owner._bucket?.Take(FrameHeader.Size + _pos, _owner.Seconds(_owner._start, Stopwatch.GetTimestamp()));
+            }
+            else
+            {
+                _owner.Pace(FrameHeader.Size + _pos, ct);
+            }
             _owner._writer.Complete(_pos);
             _count = 0;
             _owner.PublishProgress();

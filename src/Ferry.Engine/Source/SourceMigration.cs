@@ -25,7 +25,12 @@ public sealed partial class SourceMigration
 {
     private readonly string _migrationId;
     private readonly VirtualMachine _vm;
-    private readonly Stream _stream;
+    private Stream _stream;
+    private readonly Func<CancellationToken, Stream>? _reconnect;
+    private readonly List<ReturnPath> _recoveredReturnPaths = [];
+
+    /// <summary>How long a failed write waits for the return path to say why (see <see cref="ReturnPath.ErrorWithin"/>).</summary>
+    private static readonly TimeSpan ReturnPathGrace = TimeSpan.FromMilliseconds(500);
     private readonly MigrationOptions _options;
     private readonly IDirtyLog _dirtyLog;
     private readonly HostInfo _sourceHost;
@@ -62,17 +67,20 @@ public sealed partial class SourceMigration
         MigrationOptions options,
         IDirtyLog dirtyLog,
         HostInfo sourceHost,
-        HostInfo destinationEndpoint)
+        HostInfo destinationEndpoint,
+        Func<CancellationToken, Stream>? reconnect = null)
     {
         options.Validate();
         _migrationId = migrationId;
         _vm = vm;
         _stream = authenticatedStream;
+        // Post-copy recovery: opens a new authenticated connection to the same destination. Null = a broken link after switchover is final.
+        _reconnect = reconnect;
         _options = options;
         _dirtyLog = dirtyLog;
         _sourceHost = sourceHost;
         _destinationEndpoint = destinationEndpoint;
-        _policy = new PreCopyPolicy(options.PreCopy);
+        _policy = options.CreatePolicy();
         _memory = vm.Memory;
         _digest = new MemoryDigest(_memory.PageCount);
         _sentEver = new DirtyBitmap(_memory.PageCount);
@@ -93,7 +101,7 @@ public sealed partial class SourceMigration
         var baseline = _vm.OpsRate(_options.BaselineWindow);
         long opsAtStart = (long)_vm.TotalOps;
         var ctx = new RunContext { Baseline = baseline, OpsAtStart = opsAtStart, StartedAt = startedAt };
-        using var returnPath = new ReturnPath(_stream);
+        using var returnPath = new ReturnPath(_stream, _memory.PageCount);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, returnPath.Failed);
         try
         {
@@ -103,13 +111,21 @@ public sealed partial class SourceMigration
         catch (Exception ex)
         {
             bool committed = ex is CommittedButUnconfirmedException;
-            MigrationFailedException failure = Classify(ex, returnPath, cancellationToken, committed);
+            bool postCopyBroken = ex is PostCopyBrokenException;
+            MigrationFailedException failure = postCopyBroken
+                ? ClassifyPostCopy(ex.InnerException!, returnPath)
+                : Classify(ex, returnPath, cancellationToken, committed);
             if (!committed)
             {
                 TryTellDestination(failure.Message);
+            }
+            if (!committed && !postCopyBroken)
+            {
                 RestoreSource();
             }
-            string outcome = committed ? "unconfirmed" : failure.Kind == MigrationFailure.Cancelled ? "cancelled" : "failed";
+            // Once the last page went out the destination may have finished and only its verdict was lost: as after an unanswered commit, it may be running the VM.
+            bool unconfirmed = committed || (postCopyBroken && ctx.PostCopyEndSent);
+            string outcome = unconfirmed ? "unconfirmed" : failure.Kind == MigrationFailure.Cancelled ? "cancelled" : "failed";
             return new SourceResult(BuildReport(ctx, outcome, failure.Message), VmMoved: false);
         }
         finally
@@ -117,6 +133,10 @@ public sealed partial class SourceMigration
             _dirtyLog.Stop();
             // Closing the stream ends the return path's blocking read.
             _stream.Dispose();
+            foreach (ReturnPath recovered in _recoveredReturnPaths)
+            {
+                recovered.Dispose();
+            }
         }
     }
 
@@ -131,12 +151,21 @@ public sealed partial class SourceMigration
         {
             return new MigrationFailedException(MigrationFailure.Cancelled, "cancelled by request");
         }
-        // A write failure usually has a clearer cause on the return path (abort reason, EOF).
-        if (returnPath.Error is { } rp && (ex is IOException or OperationCanceledException or ObjectDisposedException))
+        // A write failure usually has a clearer cause on the return path (abort reason, EOF), which may take a moment to arrive.
+        if ((ex is IOException or OperationCanceledException or ObjectDisposedException) && returnPath.ErrorWithin(ReturnPathGrace) is { } rp)
         {
             return ReturnPath.Wrap(rp, "during " + _progress.Phase);
         }
         return ReturnPath.Wrap(ex, "during " + _progress.Phase);
+    }
+
+    /// <summary>After a post-copy switchover the VM ran at the destination: resuming the source copy would fork it, so it stays paused.</summary>
+    private MigrationFailedException ClassifyPostCopy(Exception inner, ReturnPath returnPath)
+    {
+        Exception cause = inner is IOException or OperationCanceledException or ObjectDisposedException && returnPath.ErrorWithin(ReturnPathGrace) is { } rp ? rp : inner;
+        MigrationFailedException wrapped = ReturnPath.Wrap(cause, "during post-copy");
+        return new MigrationFailedException(wrapped.Kind,
+            $"post-copy failed after the VM resumed at the destination: {wrapped.Message}; the source keeps its paused copy", wrapped);
     }
 
     private void RestoreSource()
@@ -183,5 +212,23 @@ public sealed partial class SourceMigration
         public SwitchoverReady? Ready;
         public bool? RehashMatches;
         public double RehashMs;
+
+        // Post-copy (written by the migration thread only).
+        public bool PostCopyUsed;
+        public int PreCopyRounds;
+        public long PendingAtSwitchover;
+        public long ZeroFilledLocally;
+        public long DemandPages;
+        public long PushPages;
+        public long PrePagedPages;
+        public long RequestsAlreadySent;
+        public long LastPageSentAt;
+        public long CompletedAt;
+        public PostCopyComplete? PostCopyComplete;
+        public Core.Paging.PrePagingCursor? Cursor;
+        public long Remaining;
+        public int Recoveries;
+        public long PagesLost;
+        public bool PostCopyEndSent;
     }
 }

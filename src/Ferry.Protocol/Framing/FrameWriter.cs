@@ -12,7 +12,7 @@ namespace Ferry.Protocol.Framing;
 /// </summary>
 public sealed class FrameWriter
 {
-    private readonly Stream _stream;
+    private Stream _stream;
     private readonly byte[] _buffer = new byte[FrameHeader.Size + FrameHeader.MaxPayload];
     private ulong _sequence;
     private FrameType? _open;
@@ -91,6 +91,18 @@ public sealed class FrameWriter
             _error = ExceptionDispatchInfo.Capture(ex);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Continues on a new connection (post-copy recovery): the sticky error is cleared, sequence
+    /// numbers start again at 0 as on any connection, and <see cref="BytesWritten"/> keeps counting.
+    /// </summary>
+    public void Reconnect(Stream stream)
+    {
+        _stream = stream;
+        _error = null;
+        _open = null;
+        _sequence = 0;
     }
 
     /// <summary>The exact bytes a frame would have on the wire (for golden tests and tools).</summary>

@@ -60,6 +60,30 @@ public sealed record Abort
     public string Reason { get; init; } = "";
 }
 
+/// <summary>Destination → source once post-copy is over: verdict on the pages and what the guest felt.</summary>
+public sealed record PostCopyComplete
+{
+    /// <summary>True when every page arrived and the digest of the received pages equals the source's.</summary>
+    public bool DigestMatches { get; init; }
+    public string DestinationDigest { get; init; } = "";
+    public string? Problem { get; init; }
+
+    /// <summary>Times a vCPU waited for a page that had not arrived.</summary>
+    public long Faults { get; init; }
+    public double FaultLatencyP50Ms { get; init; }
+    public double FaultLatencyP99Ms { get; init; }
+    public double FaultLatencyMaxMs { get; init; }
+
+    /// <summary>VM running at the destination → last pending page installed.</summary>
+    public double ResumeMs { get; init; }
+}
+
+/// <summary>Source → destination on a new connection: resume the post-copy of this migration after its link broke.</summary>
+public sealed record PostCopyResume
+{
+    public string MigrationId { get; init; } = "";
+}
+
 // RespectNullableAnnotations: a peer's null in a member declared non-nullable (e.g. "workload": null)
 // is malformed input, rejected here rather than left to surface as a NullReferenceException later.
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = false, RespectNullableAnnotations = true)]
@@ -69,6 +93,8 @@ public sealed record Abort
 [JsonSerializable(typeof(SwitchoverReady))]
 [JsonSerializable(typeof(Resumed))]
 [JsonSerializable(typeof(Abort))]
+[JsonSerializable(typeof(PostCopyComplete))]
+[JsonSerializable(typeof(PostCopyResume))]
 public sealed partial class ControlJson : JsonSerializerContext
 {
     /// <summary>Serialises a control message as compact UTF-8 JSON (its frame payload).</summary>

@@ -31,6 +31,8 @@ public sealed class VirtualMachine : IDisposable
     private int _parked;
     private int _finished;
     private int _throttlePercent;
+    private int _failedVcpus;
+    private volatile GuestPageUnavailableException? _failure;
 
     private VirtualMachine(VmConfig config, GuestMemory memory, VcpuState[] vcpus)
     {
@@ -75,6 +77,9 @@ public sealed class VirtualMachine : IDisposable
             return sum;
         }
     }
+
+    /// <summary>Why a vCPU stopped on its own (a post-copy page that never came), or null.</summary>
+    public Exception? Failure => _failure;
 
     /// <summary>True when every vCPU reached its ops limit.</summary>
     public bool Finished => Volatile.Read(ref _finished) == _vcpus.Length;
@@ -147,7 +152,7 @@ public sealed class VirtualMachine : IDisposable
             }
             _pauseRequested = true;
             Monitor.PulseAll(_gate);
-            while (_parked + _finished < _vcpus.Length)
+            while (_parked + _finished + _failedVcpus < _vcpus.Length)
             {
                 Monitor.Wait(_gate);
             }
@@ -225,6 +230,10 @@ public sealed class VirtualMachine : IDisposable
         {
             while (_finished < _vcpus.Length)
             {
+                if (_failure is not null)
+                {
+                    return false;
+                }
                 long left = deadline - Stopwatch.GetTimestamp();
                 if (left <= 0)
                 {
@@ -237,6 +246,25 @@ public sealed class VirtualMachine : IDisposable
     }
 
     private void RunVcpu(int index)
+    {
+        try
+        {
+            RunVcpuSteps(index);
+        }
+        catch (GuestPageUnavailableException ex)
+        {
+            // A post-copy page will never arrive: this vCPU cannot go on. Record why and leave,
+            // so Pause and Stop still complete; the migration reports the failure.
+            lock (_gate)
+            {
+                _failure ??= ex;
+                _failedVcpus++;
+                Monitor.PulseAll(_gate);
+            }
+        }
+    }
+
+    private void RunVcpuSteps(int index)
     {
         ref VcpuState state = ref _vcpus[index];
         long? limit = Config.OpsLimitPerVcpu;

@@ -11,6 +11,9 @@ namespace Ferry.Vm.Memory;
 /// dirty log is attached, as dirty. Under the kernel dirty log the kernel sees the write itself,
 /// so Write does no tracking work at all. Pages never written are known to be zero and are never
 /// touched by readers, which matters where a first touch costs tens of microseconds.
+/// At a post-copy destination (<see cref="BeginPostCopy"/>) every write and read first checks
+/// that the page has arrived and otherwise waits for it (<see cref="PostCopyPages"/>); the
+/// receiver installs arriving pages with <see cref="InstallArrivedPage"/>, which never waits.
 /// </summary>
 public sealed class GuestMemory : IDisposable
 {
@@ -19,6 +22,7 @@ public sealed class GuestMemory : IDisposable
     private DirtyBitmap? _tracker;
     private int _tracking = (int)GuestWriteTracking.None;
     private Userfaultfd? _installFd;
+    private PostCopyPages? _postCopy;
 
     public GuestMemory(long sizeBytes)
     {
@@ -60,6 +64,7 @@ public sealed class GuestMemory : IDisposable
         {
             throw new InvalidOperationException("guest RAM is still registered for fast install; no guest may run on it until DisableFastInstall");
         }
+        WaitIfMissing(page);
         // Order matters. Populated is set before the data (its first set is a full fence): the
         // kernel dirty log sees the data store itself, possibly before this method returns, and a
         // copier acting on that report must not find the page "never written" and skip it. The
@@ -80,6 +85,7 @@ public sealed class GuestMemory : IDisposable
         {
             throw new ArgumentException("destination smaller than a page", nameof(destination));
         }
+        WaitIfMissing(page);
         if (!_populated[page])
         {
             destination[..PageSize.Bytes].Clear();
@@ -112,7 +118,8 @@ public sealed class GuestMemory : IDisposable
             target[0] = content[0];
         }
         content.CopyTo(target);
-        _populated.Set(page);
+        // Atomic: in post-copy the VM runs and its vCPUs set bits of the same words concurrently.
+        _populated.SetAtomic(page);
     }
 
     /// <summary>Destination side: makes a page zero without populating it when it never held data.</summary>
@@ -129,6 +136,7 @@ public sealed class GuestMemory : IDisposable
     public ulong HashPage(long page)
     {
         CheckPage(page);
+        WaitIfMissing(page);
         return _populated[page]
             ? XxHash3.HashToUInt64(PageSpan(page))
             : ZeroPageHash;
@@ -152,6 +160,7 @@ public sealed class GuestMemory : IDisposable
     public ReadOnlySpan<byte> PageView(long page)
     {
         CheckPage(page);
+        WaitIfMissing(page);
         return PageSpan(page);
     }
 
@@ -227,13 +236,68 @@ public sealed class GuestMemory : IDisposable
             }
             for (int i = 0; i < count; i++)
             {
-                _populated.Set(firstPage + i);
+                _populated.SetAtomic(firstPage + i);
             }
             return;
         }
         for (int i = 0; i < count; i++)
         {
             InstallPage(firstPage + i, pages.Slice(i * PageSize.Bytes, PageSize.Bytes));
+        }
+    }
+
+    /// <summary>The post-copy state while the VM runs ahead of its pages, else null.</summary>
+    public PostCopyPages? PostCopy => Volatile.Read(ref _postCopy);
+
+    /// <summary>
+    /// Destination side, before the VM starts in post-copy: from now on a guest access (write or
+    /// read) to a page that is not present blocks until the receiver installs it.
+    /// </summary>
+    public void BeginPostCopy(PostCopyPages pages)
+    {
+        if (FastInstallActive)
+        {
+            throw new InvalidOperationException("post-copy needs ordinary guest RAM: disable fast install first");
+        }
+        if (Interlocked.CompareExchange(ref _postCopy, pages, null) is not null)
+        {
+            throw new InvalidOperationException("post-copy already active");
+        }
+    }
+
+    /// <summary>After the last page arrived: accesses no longer check presence.</summary>
+    public void EndPostCopy() => Volatile.Write(ref _postCopy, null);
+
+    /// <summary>
+    /// Post-copy install of a page that arrived from the source. A page already present is left
+    /// alone (the guest may have written it since), so a duplicate can never roll data back.
+    /// Returns false for such a duplicate.
+    /// </summary>
+    public bool InstallArrivedPage(long page, ReadOnlySpan<byte> content, bool zero)
+    {
+        CheckPage(page);
+        PostCopyPages pages = Volatile.Read(ref _postCopy) ?? throw new InvalidOperationException("post-copy is not active");
+        if (pages.IsPresent(page))
+        {
+            return false;
+        }
+        // No vCPU touches a missing page (it waits), so the plain installs below race with nothing.
+        if (zero)
+        {
+            InstallZeroPage(page);
+        }
+        else
+        {
+            InstallPage(page, content);
+        }
+        return pages.MarkPresent(page);
+    }
+
+    private void WaitIfMissing(long page)
+    {
+        if (Volatile.Read(ref _postCopy) is { } pages && !pages.IsPresent(page))
+        {
+            pages.WaitUntilPresent(page);
         }
     }
 

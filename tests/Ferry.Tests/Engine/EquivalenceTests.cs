@@ -35,6 +35,10 @@ public sealed class EquivalenceTests
     [InlineData(MigrationTechnique.PreCopy, "memtouch:rate=40000,wss=16MiB,pattern=zipf,seed=7")]
     [InlineData(MigrationTechnique.PreCopy, "memtouch:rate=40000,wss=32MiB,pattern=uniform,content=random,seed=3")]
     [InlineData(MigrationTechnique.StopAndCopy, "memtouch:rate=40000,wss=16MiB,pattern=hot-cold,seed=11")]
+    [InlineData(MigrationTechnique.PostCopy, "memtouch:rate=40000,wss=16MiB,pattern=zipf,seed=7")]
+    [InlineData(MigrationTechnique.PostCopy, "memtouch:rate=40000,wss=32MiB,pattern=uniform,content=random,seed=3")]
+    [InlineData(MigrationTechnique.Hybrid, "memtouch:rate=40000,wss=16MiB,pattern=hot-cold,seed=11")]
+    [InlineData(MigrationTechnique.Auto, "memtouch:rate=40000,wss=32MiB,pattern=uniform,content=random,seed=5")]
     public void Migrated_run_ends_with_the_same_memory_as_an_unmigrated_one(MigrationTechnique technique, string workload)
     {
         VmConfig config = Config(workload);

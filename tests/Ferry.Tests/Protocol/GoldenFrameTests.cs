@@ -228,12 +228,13 @@ public sealed class GoldenFrameTests
     public void Frame_type_numbers_are_wire_constants()
     {
         Assert.Equal(
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
             new[] { FrameType.Offer, FrameType.OfferAccepted, FrameType.PageBatch, FrameType.RoundEnd, FrameType.VcpuState,
                 FrameType.DeviceState, FrameType.Switchover, FrameType.SwitchoverReady, FrameType.Commit, FrameType.Resumed, FrameType.Abort,
-                FrameType.RoundAck }
+                FrameType.RoundAck, FrameType.PageRequest, FrameType.PendingPages, FrameType.PostCopyEnd, FrameType.PostCopyComplete,
+                FrameType.PostCopyResume }
                 .Select(t => (int)t));
-        Assert.Equal(12, Enum.GetValues<FrameType>().Length);
+        Assert.Equal(17, Enum.GetValues<FrameType>().Length);
         Assert.Equal(0, (int)PageEncoding.Raw);
         Assert.Equal(1, (int)PageEncoding.Zero);
     }

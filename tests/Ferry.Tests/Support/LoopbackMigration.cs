@@ -31,7 +31,8 @@ internal static class LoopbackMigration
     }
 
     public static Outcome Run(VirtualMachine vm, MigrationOptions options, Func<Stream, Stream>? wrapSource = null, CancellationToken ct = default,
-        DirtyLogChoice dirtyLog = DirtyLogChoice.Software, PageInstallChoice pageInstall = PageInstallChoice.Auto)
+        DirtyLogChoice dirtyLog = DirtyLogChoice.Software, DestinationLimits? limits = null, Func<Stream, Stream>? wrapReconnected = null,
+        PageInstallChoice? pageInstall = null)
     {
         var (client, server) = ConnectedPair();
         var serverStream = new NetworkStream(server, ownsSocket: true);
@@ -43,7 +44,12 @@ internal static class LoopbackMigration
             try
             {
                 MigrationHandshake.RunServer(serverStream, Key);
-                received = new DestinationMigration(serverStream, HostIdentity.Local("dest"), new DestinationLimits { PageInstall = pageInstall }).Run(CancellationToken.None);
+                DestinationLimits destinationLimits = limits ?? new DestinationLimits();
+                if (pageInstall is { } install)
+                {
+                    destinationLimits = destinationLimits with { PageInstall = install };
+                }
+                received = new DestinationMigration(serverStream, HostIdentity.Local("dest"), destinationLimits).Run(CancellationToken.None);
             }
             catch (Exception ex)
             {
@@ -58,7 +64,30 @@ internal static class LoopbackMigration
         MigrationHandshake.RunClient(clientStream, Key);
         Stream s = wrapSource?.Invoke(clientStream) ?? clientStream;
         using var log = DirtyLogFactory.Create(vm.Memory, dirtyLog);
-        var source = new SourceMigration("m-test", vm, s, options, log, HostIdentity.Local("src"), HostIdentity.Local("dest"));
+        // With a recovery registry the source may reconnect after a post-copy link break: each new
+        // connection is handshaken and handed to the waiting destination, as an agent's listener would.
+        PostCopyRecoveryRegistry? registry = limits?.PostCopyRecovery;
+        Func<CancellationToken, Stream>? reconnect = registry is null ? null : _ =>
+        {
+            var (c, sv) = ConnectedPair();
+            var server = new NetworkStream(sv, ownsSocket: true);
+            var client = new NetworkStream(c, ownsSocket: true);
+            new Thread(() =>
+            {
+                try
+                {
+                    MigrationHandshake.RunServer(server, Key);
+                    registry.Accept(server);
+                }
+                catch (Exception)
+                {
+                    server.Dispose();
+                }
+            }) { IsBackground = true }.Start();
+            MigrationHandshake.RunClient(client, Key);
+            return wrapReconnected?.Invoke(client) ?? client;
+        };
+        var source = new SourceMigration("m-test", vm, s, options, log, HostIdentity.Local("src"), HostIdentity.Local("dest"), reconnect);
         SourceResult result = source.Run(ct);
         Assert.True(dest.Join(TimeSpan.FromSeconds(60)), "destination thread did not finish within 60 s");
         return new Outcome(result, received, destError);

@@ -1,0 +1,191 @@
+using System.Globalization;
+using Ferry.Core.Migration;
+using Ferry.Core.Policy;
+using Ferry.Core.Reporting;
+using Ferry.Vm.Machine;
+
+namespace Ferry.Bench;
+
+/// <summary>
+/// `postcopy`: the same memtouch guest migrated by each technique over a bandwidth-limited
+/// loopback link, to set pre-copy's downtime and total time against post-copy's fault count,
+/// fault latency and resume time (software post-copy path: vCPUs wait in managed code).
+/// </summary>
+internal static class PostCopyBenchmark
+{
+    private static readonly TimeSpan RunTimeout = TimeSpan.FromMinutes(10);
+
+    public sealed record Settings
+    {
+        public long MemoryBytes { get; init; }
+        public long WssBytes { get; init; }
+        public long Rate { get; init; }
+        public long BandwidthBytesPerSecond { get; init; }
+        public int Vcpus { get; init; }
+        public int Repeats { get; init; }
+        public int MaxRounds { get; init; }
+        public IReadOnlyList<string> Techniques { get; init; } = [];
+        public string Workload { get; init; } = "";
+    }
+
+    public sealed record Run
+    {
+        public string Technique { get; init; } = "";
+        public int Repeat { get; init; }
+        public double TotalMs { get; init; }
+        public double DowntimeMs { get; init; }
+        public double ResumeMs { get; init; }
+        public long WireBytes { get; init; }
+        public int LiveRounds { get; init; }
+        public bool PostCopyUsed { get; init; }
+        public long Faults { get; init; }
+        public double FaultP50Ms { get; init; }
+        public double FaultP99Ms { get; init; }
+        public double FaultMaxMs { get; init; }
+        public long DemandPages { get; init; }
+        public long PrePagedPages { get; init; }
+        public long PushPages { get; init; }
+        public long ZeroFilledLocally { get; init; }
+        public double DegradationPercent { get; init; }
+        public string StopReason { get; init; } = "";
+        public MigrationReport? Report { get; init; }
+    }
+
+    public static int Execute(BenchArgs args)
+    {
+        var techniques = new List<MigrationTechnique>();
+        foreach (string name in (args.String("techniques") ?? "precopy,postcopy,hybrid,auto").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            techniques.Add(MigrationTechniqueNames.TryParse(name, out var t) ? t : throw new BenchUsageException($"--techniques: '{name}' is not one of {MigrationTechniqueNames.AllNames}"));
+        }
+        long wss = args.Bytes("wss", 128L << 20);
+        long rate = args.Int("rate", 50_000, 1, 10_000_000);
+        var settings = new Settings
+        {
+            MemoryBytes = args.Bytes("memory", 256L << 20),
+            WssBytes = wss,
+            Rate = rate,
+            BandwidthBytesPerSecond = args.Rate("bandwidth", 125_000_000),
+            Vcpus = args.Int("vcpus", 2, 1, 64),
+            Repeats = args.Int("repeats", 3, 1, 50),
+            MaxRounds = args.Int("max-rounds", 10, 1, 1000),
+            Techniques = techniques.Select(t => t.ToWire()).ToArray(),
+            Workload = $"memtouch:rate={rate},wss={wss >> 20}MiB,pattern=uniform,content=random,seed=7",
+        };
+        string? outPath = args.String("out");
+        bool noWarmup = args.Flag("no-warmup");
+        args.RejectUnknown();
+
+        var env = BenchEnvironment.Capture();
+        DateTimeOffset startedAt = DateTimeOffset.Now;
+        Console.WriteLine($"# Ferry bench: postcopy (techniques compared, {settings.BandwidthBytesPerSecond / 1e6:0.#} MB/s limit, loopback TCP)");
+        Console.WriteLine();
+        Console.WriteLine($"- VM: {settings.MemoryBytes >> 20} MiB RAM, {settings.Vcpus} vCPUs, workload `{settings.Workload}`");
+        Console.WriteLine($"- pre-copy policy: default plus round cap {settings.MaxRounds}; hybrid: 1 round; {settings.Repeats} repeat(s), medians reported");
+        Console.WriteLine($"- runtime: {env.Runtime}, {env.ProcessorCount} CPUs, tiered compilation {env.TieredCompilation}, load average {env.LoadAverageAtStart}");
+        Console.WriteLine();
+        if (!noWarmup)
+        {
+            Progress("warm-up (untimed): one small post-copy and one small pre-copy migration");
+            RunOnce(MigrationTechnique.PostCopy, 0, settings with { MemoryBytes = 64L << 20, WssBytes = 16L << 20, Workload = "memtouch:rate=5000,wss=16MiB,seed=7" });
+            RunOnce(MigrationTechnique.PreCopy, 0, settings with { MemoryBytes = 64L << 20, WssBytes = 16L << 20, Workload = "memtouch:rate=5000,wss=16MiB,seed=7" });
+        }
+
+        var runs = new List<Run>();
+        for (int r = 1; r <= settings.Repeats; r++)
+        {
+            foreach (MigrationTechnique t in techniques)
+            {
+                Progress($"{t.ToWire()}, repeat {r}");
+                Run run = RunOnce(t, r, settings);
+                runs.Add(run);
+                Progress($"  total {run.TotalMs:0} ms, downtime {run.DowntimeMs:0.0} ms, resume {run.ResumeMs:0} ms, faults {run.Faults} (p50 {run.FaultP50Ms:0.00} / p99 {run.FaultP99Ms:0.00} ms)");
+            }
+        }
+
+        var table = new MarkdownTable("technique", "total ms", "downtime ms", "resume ms", "live rounds", "wire MiB", "faults",
+            "fault p50 ms", "fault p99 ms", "fault max ms", "demand / pre-paged / pushed", "zero-filled", "degradation %");
+        var inv = CultureInfo.InvariantCulture;
+        foreach (MigrationTechnique t in techniques)
+        {
+            var mine = runs.Where(x => x.Technique == t.ToWire()).ToList();
+            table.Add(t.ToWire(),
+                Stats.Median(mine.Select(x => x.TotalMs)).ToString("0", inv),
+                Stats.Median(mine.Select(x => x.DowntimeMs)).ToString("0.0", inv),
+                Stats.Median(mine.Select(x => x.ResumeMs)).ToString("0", inv),
+                Stats.Median(mine.Select(x => (double)x.LiveRounds)).ToString("0", inv),
+                Stats.Median(mine.Select(x => x.WireBytes / 1048576.0)).ToString("0", inv),
+                Stats.Median(mine.Select(x => (double)x.Faults)).ToString("0", inv),
+                Stats.Median(mine.Select(x => x.FaultP50Ms)).ToString("0.00", inv),
+                Stats.Median(mine.Select(x => x.FaultP99Ms)).ToString("0.00", inv),
+                Stats.Median(mine.Select(x => x.FaultMaxMs)).ToString("0.00", inv),
+                string.Create(inv, $"{Stats.Median(mine.Select(x => (double)x.DemandPages)):0} / {Stats.Median(mine.Select(x => (double)x.PrePagedPages)):0} / {Stats.Median(mine.Select(x => (double)x.PushPages)):0}"),
+                Stats.Median(mine.Select(x => (double)x.ZeroFilledLocally)).ToString("0", inv),
+                Stats.Median(mine.Select(x => x.DegradationPercent)).ToString("0.0", inv));
+        }
+        Console.WriteLine(table);
+        Console.WriteLine("Degradation counts only the guest's work at the source (post-copy's time at the destination counts as no work), so it overstates post-copy's cost.");
+
+        var file = new ResultFile
+        {
+            Verb = "postcopy",
+            Command = string.Join(' ', args.Raw),
+            StartedAt = startedAt,
+            FinishedAt = DateTimeOffset.Now,
+            LoadAverageAtEnd = BenchEnvironment.LoadAverage(),
+            Environment = env,
+            Settings = settings,
+            Summary = new { },
+            Runs = runs,
+        };
+        string saved = file.Save(outPath);
+        Console.WriteLine();
+        Console.WriteLine($"JSON: {saved}");
+        return 0;
+    }
+
+    private static Run RunOnce(MigrationTechnique technique, int repeat, Settings s)
+    {
+        using var vm = VirtualMachine.Create(new VmConfig { Name = "bench-postcopy", MemoryBytes = s.MemoryBytes, Vcpus = s.Vcpus, Workload = s.Workload });
+        vm.Start();
+        Thread.Sleep(TimeSpan.FromSeconds(1.2));
+        var options = new MigrationOptions
+        {
+            Technique = technique,
+            MaxBandwidthBytesPerSecond = s.BandwidthBytesPerSecond,
+            BaselineWindow = TimeSpan.FromSeconds(1),
+            PreCopy = new PreCopyOptions { MaxRounds = s.MaxRounds },
+        };
+        LoopbackMigration.Result m = LoopbackMigration.Run(vm, options, PageInstallChoice.Auto, $"bench-pc-{technique.ToWire()}-{repeat}", RunTimeout);
+        MigrationReport r = m.Report;
+        if (r.Outcome != "completed" || !r.Verification.DigestsMatch)
+        {
+            throw new InvalidOperationException($"{technique.ToWire()} repeat {repeat}: outcome {r.Outcome}, error {r.Error ?? m.DestinationError ?? "none"}");
+        }
+        PostCopyMetrics pc = r.PostCopy;
+        return new Run
+        {
+            Technique = technique.ToWire(),
+            Repeat = repeat,
+            TotalMs = r.Timing.TotalMs,
+            DowntimeMs = r.Timing.DowntimeMs,
+            ResumeMs = r.Timing.ResumeMs,
+            WireBytes = r.Pages.WireBytes,
+            LiveRounds = r.Rounds.Count(x => x.Kind == "live"),
+            PostCopyUsed = pc.Used,
+            Faults = pc.Faults,
+            FaultP50Ms = pc.FaultLatencyP50Ms,
+            FaultP99Ms = pc.FaultLatencyP99Ms,
+            FaultMaxMs = pc.FaultLatencyMaxMs,
+            DemandPages = pc.DemandPages,
+            PrePagedPages = pc.PrePagedPages,
+            PushPages = pc.PushPages,
+            ZeroFilledLocally = pc.ZeroFilledLocally,
+            DegradationPercent = r.Degradation.DegradationPercent,
+            StopReason = r.StopReason ?? "",
+            Report = r,
+        };
+    }
+
+    private static void Progress(string line) => Console.Error.WriteLine(line);
+}

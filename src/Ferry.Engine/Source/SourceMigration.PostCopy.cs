@@ -1,0 +1,220 @@
+using System.Diagnostics;
+using Ferry.Core.Paging;
+using Ferry.Protocol.Framing;
+using Ferry.Protocol.Messages;
+using Ferry.Vm.Memory;
+
+namespace Ferry.Engine.Source;
+
+public sealed partial class SourceMigration
+{
+    /// <summary>
+    /// Pages per pushed batch in post-copy (64 KiB). Small on purpose: a page request waits
+    /// behind at most one pushed frame on this side of the socket, so demand stays fast.
+    /// </summary>
+    private const int PushBatchPages = 16;
+
+    /// <summary>
+    /// The VM is paused and <paramref name="pending"/> holds every page the destination still
+    /// lacks. Sends the vCPU and device state and the pending map, switches over (the VM runs at
+    /// the destination from the commit on), then serves page requests first and pushes the rest
+    /// outward from the latest fault until nothing is pending, and finally has the destination
+    /// confirm every page by digest. Any failure after the commit leaves the source copy paused.
+    /// </summary>
+    private bool SwitchToPostCopy(RunContext ctx, DirtyBitmap pending, ReturnPath returnPath, CancellationToken ct)
+    {
+        ctx.PostCopyUsed = true;
+        ctx.PreCopyRounds = _rounds.Count;
+        ctx.PendingAtSwitchover = pending.Count();
+        ctx.ZeroFilledLocally = _memory.PageCount - _memory.PopulatedCount();
+        ctx.FinalPagesDone = Stopwatch.GetTimestamp();
+        SendState();
+        SendPendingMap(pending);
+        ctx.StateDone = Stopwatch.GetTimestamp();
+        Switchover(ctx, returnPath, ct);
+        ctx.Remaining = ctx.PendingAtSwitchover;
+        ctx.Cursor = new PrePagingCursor(pending);
+        BeginRound(_round + 1, ctx.Remaining, "post-copy");
+        ReturnPath link = returnPath;
+        while (true)
+        {
+            try
+            {
+                // From here the VM runs at the destination: a user's cancel no longer applies, only a broken link ends this.
+                ServePostCopy(ctx, pending, link);
+                ConfirmPostCopy(ctx, link);
+                break;
+            }
+            catch (Exception ex)
+            {
+                MigrationFailedException failure = ClassifyPostCopy(ex, link);
+                if (_reconnect is null || failure.InnerException is not MigrationFailedException { Kind: MigrationFailure.PeerDisconnected })
+                {
+                    throw new PostCopyBrokenException(ex);
+                }
+                try
+                {
+                    link = Reconnect(ctx, pending, ex);
+                }
+                catch (Exception gaveUp)
+                {
+                    // Still after the commit: never let this look like a failure the source may resume from.
+                    throw new PostCopyBrokenException(gaveUp);
+                }
+            }
+        }
+        _rounds.Add(RoundRecordFor("post-copy", pages: _roundSent, dirtied: 0, decision: "post-copy",
+            reason: $"{ctx.DemandPages} on demand, {ctx.PrePagedPages} pre-paged, {ctx.PushPages} pushed" +
+                (ctx.Recoveries > 0 ? $"; {ctx.Recoveries} reconnection(s), {ctx.PagesLost} pages sent again" : "")));
+        SetPhase("completed");
+        VerifySourceCopy(ctx);
+        return true;
+    }
+
+    /// <summary>The pending map; its presence is what makes this switchover a post-copy one (a guest has at least one page, so at least one frame goes).</summary>
+    private void SendPendingMap(DirtyBitmap pending) =>
+        PendingPagesMessage.WriteAll(_writer, pending.WordCount, pending.CopyWordsTo);
+
+    /// <summary>Demand first, then push in pre-paging order, until no page is pending.</summary>
+    private void ServePostCopy(RunContext ctx, DirtyBitmap pending, ReturnPath returnPath)
+    {
+        CancellationToken linkFailed = returnPath.Failed;
+        int round = _round;
+        PrePagingCursor cursor = ctx.Cursor!;
+        while (ctx.Remaining > 0)
+        {
+            long before = ctx.Remaining;
+            // Strict priority: every request that has arrived is answered before another page is pushed.
+            var demand = new BatchBuilder(this, round, urgent: true);
+            while (returnPath.TryTakePageRequest(out long requested))
+            {
+                if (!pending[requested])
+                {
+                    ctx.RequestsAlreadySent++;
+                    continue;
+                }
+                demand.Add(requested, linkFailed);
+                pending.Clear(requested);
+                ctx.Remaining--;
+                ctx.DemandPages++;
+                cursor.Recentre(requested);
+            }
+            demand.Finish(linkFailed);
+            var push = new BatchBuilder(this, round, PushBatchPages);
+            for (int i = 0; i < PushBatchPages && cursor.TryNext(out long page, out bool prePaged); i++)
+            {
+                push.Add(page, linkFailed);
+                pending.Clear(page);
+                ctx.Remaining--;
+                if (prePaged)
+                {
+                    ctx.PrePagedPages++;
+                }
+                else
+                {
+                    ctx.PushPages++;
+                }
+            }
+            push.Finish(linkFailed);
+            if (ctx.Remaining > 0 && before == ctx.Remaining)
+            {
+                // The cursor returns every pending page, so an iteration without progress is a bug here, not a reason to spin.
+                throw new InvalidOperationException($"post-copy lost track of {ctx.Remaining} pending pages");
+            }
+        }
+        _writer.Flush();
+        ctx.LastPageSentAt = Stopwatch.GetTimestamp();
+    }
+
+    /// <summary>
+    /// The link broke after switchover: the destination's VM waits for its missing pages, so keep
+    /// trying to reach it again until <see cref="Core.Migration.MigrationOptions.PostCopyRecoveryTimeout"/>.
+    /// On the new connection the destination says which pages it still lacks; pages that were
+    /// sent but lost in flight become pending again, and the push restarts from page 0.
+    /// </summary>
+    private ReturnPath Reconnect(RunContext ctx, DirtyBitmap pending, Exception broken)
+    {
+        SetPhase("post-copy paused");
+        long deadline = Stopwatch.GetTimestamp() + (long)(_options.PostCopyRecoveryTimeout.TotalSeconds * Stopwatch.Frequency);
+        Exception last = broken;
+        while (Stopwatch.GetTimestamp() < deadline)
+        {
+            ReturnPath? link = null;
+            try
+            {
+                Stream stream = _reconnect!(CancellationToken.None);
+                _stream.Dispose();
+                _stream = stream;
+                _writer.Reconnect(stream);
+                _writer.Write(FrameType.PostCopyResume, ControlJson.Encode(new PostCopyResume { MigrationId = _migrationId }));
+                _writer.Flush();
+                link = new ReturnPath(stream, _memory.PageCount);
+                var missing = new DirtyBitmap(_memory.PageCount);
+                ulong[] words = new ulong[Math.Min(missing.WordCount, PendingPagesMessage.MaxWordsPerFrame)];
+                for (int first = 0; first < missing.WordCount;)
+                {
+                    var (type, payload) = link.Take(_options.SwitchoverTimeout, CancellationToken.None, "missing pages after reconnecting");
+                    if (type != FrameType.PendingPages)
+                    {
+                        throw new MigrationFailedException(MigrationFailure.ProtocolViolation, $"destination answered a post-copy resume with {type}");
+                    }
+                    int n = PendingPagesMessage.Read(payload, first, missing.WordCount, words);
+                    missing.OrWords(first, words.AsSpan(0, n));
+                    first += n;
+                }
+                foreach (long p in missing)
+                {
+                    if (!pending[p])
+                    {
+                        pending.Set(p);
+                        ctx.Remaining++;
+                        ctx.PagesLost++;
+                    }
+                }
+                // Pending pages may now lie behind the cursor: start its walk again.
+                ctx.Cursor = new PrePagingCursor(pending);
+                ctx.Recoveries++;
+                _recoveredReturnPaths.Add(link);
+                SetPhase("post-copy");
+                return link;
+            }
+            catch (Exception ex) when (ex is not MigrationFailedException { Kind: MigrationFailure.ProtocolViolation })
+            {
+                link?.Dispose();
+                last = ex;
+                Thread.Sleep(200);
+            }
+        }
+        throw new MigrationFailedException(MigrationFailure.PeerDisconnected,
+            $"could not reconnect to the destination within {_options.PostCopyRecoveryTimeout.TotalSeconds:0.###} s: {last.Message}", last);
+    }
+
+    /// <summary>Tells the destination the last page is out and waits for its verdict on all of them.</summary>
+    private void ConfirmPostCopy(RunContext ctx, ReturnPath returnPath)
+    {
+        SetPhase("post-copy confirm");
+        ctx.SourceDigest = _digest.Compute();
+        Span<byte> end = stackalloc byte[PostCopyEnd.Size];
+        new PostCopyEnd(ctx.SourceDigest, _pagesSent).Write(end);
+        _writer.Write(FrameType.PostCopyEnd, end);
+        _writer.Flush();
+        ctx.PostCopyEndSent = true;
+        var (type, payload) = returnPath.Take(_options.PostCopyCompletionTimeout, CancellationToken.None, "post-copy completion");
+        if (type != FrameType.PostCopyComplete)
+        {
+            throw new MigrationFailedException(MigrationFailure.ProtocolViolation, $"destination answered the end of post-copy with {type}");
+        }
+        ctx.PostCopyComplete = ControlJson.Decode<PostCopyComplete>(payload, "post-copy complete");
+        ctx.CompletedAt = Stopwatch.GetTimestamp();
+        if (!ctx.PostCopyComplete.DigestMatches)
+        {
+            throw new MigrationFailedException(MigrationFailure.DigestMismatch,
+                $"memory digest mismatch after post-copy: source {MemoryDigest.Format(ctx.SourceDigest)}, destination {ctx.PostCopyComplete.DestinationDigest}" +
+                (ctx.PostCopyComplete.Problem is { } p ? $" ({p})" : ""));
+        }
+    }
+}
+
+/// <summary>Post-copy failed after the commit: the VM had resumed at the destination, so the source copy must stay paused.</summary>
+internal sealed class PostCopyBrokenException(Exception inner)
+    : Exception("post-copy broken after switchover: " + inner.Message, inner);
