@@ -61,6 +61,7 @@ public sealed partial class SourceMigration
         {
             // No live round: every page ever written is fetched after the VM runs at the destination.
             PauseSource(ctx);
+            StartPacing();
             ctx.StopReason = "postcopy: the VM resumes at the destination at once";
             postCopy = true;
             for (long p = 0; p < _memory.PageCount; p++)

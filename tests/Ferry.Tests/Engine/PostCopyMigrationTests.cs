@@ -54,6 +54,9 @@ public sealed class PostCopyMigrationTests
         Assert.Equal(r.Vm.MemoryBytes / 4096, pc.PendingAtSwitchover + pc.ZeroFilledLocally);
         Assert.True(r.Timing.ResumeMs > 0);
         Assert.True(r.Timing.TotalMs >= r.Timing.PreparationMs + r.Timing.DowntimeMs);
+        // The push honours the bandwidth limit (answers to faults may jump the queue; the push pays them back).
+        double bytesPerSecond = r.Pages.WireBytes / (r.Timing.TotalMs / 1000);
+        Assert.True(bytesPerSecond <= (16L << 20) * 1.25, $"post-copy sent {bytesPerSecond / 1e6:0.0} MB/s over a 16 MiB/s limit");
         Assert.Equal(VmRunState.Paused, vm.State);
 
         using VirtualMachine dest = outcome.Destination!;
