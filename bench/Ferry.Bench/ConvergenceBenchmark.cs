@@ -193,21 +193,7 @@ internal static class ConvergenceBenchmark
         var summaries = cases.Select(c => Summarise(c, runs.Where(x => x.Case == c.Label).ToList(), fullRamFloor, settings.DowntimeLimitMs)).ToList();
         Print(summaries, runs, settings, fullRamFloor);
 
-        var file = new ResultFile
-        {
-            Verb = "convergence",
-            Command = string.Join(' ', args.Raw),
-            StartedAt = startedAt,
-            FinishedAt = DateTimeOffset.Now,
-            LoadAverageAtEnd = BenchEnvironment.LoadAverage(),
-            Environment = env,
-            Settings = settings,
-            Summary = new { FullRamFloorSeconds = fullRamFloor, Cases = summaries, ColdProcessWarmup = warmup },
-            Runs = runs,
-        };
-        string saved = file.Save(outPath);
-        Console.WriteLine();
-        Console.WriteLine($"JSON: {saved}");
+        ResultFile.Publish("convergence", args, startedAt, env, settings, new { FullRamFloorSeconds = fullRamFloor, Cases = summaries, ColdProcessWarmup = warmup }, runs, outPath);
         return 0;
     }
 

@@ -169,21 +169,7 @@ internal static class InstallBenchmark
 
         List<CaseSummary> summaries = Summarise(passes, settings);
         Print(summaries, passes, settings);
-        var file = new ResultFile
-        {
-            Verb = "install",
-            Command = string.Join(' ', args.Raw),
-            StartedAt = startedAt,
-            FinishedAt = DateTimeOffset.Now,
-            LoadAverageAtEnd = BenchEnvironment.LoadAverage(),
-            Environment = env,
-            Settings = settings,
-            Summary = summaries,
-            Runs = passes,
-        };
-        string saved = file.Save(outPath);
-        Console.WriteLine();
-        Console.WriteLine($"JSON: {saved}");
+        ResultFile.Publish("install", args, startedAt, env, settings, summaries, passes, outPath);
         return 0;
     }
 

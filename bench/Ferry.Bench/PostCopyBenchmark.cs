@@ -126,21 +126,7 @@ internal static class PostCopyBenchmark
         Console.WriteLine(table);
         Console.WriteLine("Degradation counts only the guest's work at the source (post-copy's time at the destination counts as no work), so it overstates post-copy's cost.");
 
-        var file = new ResultFile
-        {
-            Verb = "postcopy",
-            Command = string.Join(' ', args.Raw),
-            StartedAt = startedAt,
-            FinishedAt = DateTimeOffset.Now,
-            LoadAverageAtEnd = BenchEnvironment.LoadAverage(),
-            Environment = env,
-            Settings = settings,
-            Summary = new { },
-            Runs = runs,
-        };
-        string saved = file.Save(outPath);
-        Console.WriteLine();
-        Console.WriteLine($"JSON: {saved}");
+        ResultFile.Publish("postcopy", args, startedAt, env, settings, new { }, runs, outPath);
         return 0;
     }
 

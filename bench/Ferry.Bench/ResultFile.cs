@@ -24,6 +24,27 @@ internal sealed record ResultFile
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
+    /// <summary>Builds the result file of one verb's run, saves it and says where: the common end of every verb.</summary>
+    public static void Publish(string verb, BenchArgs args, DateTimeOffset startedAt, BenchEnvironment env,
+        object settings, object summary, object runs, string? outPath)
+    {
+        var file = new ResultFile
+        {
+            Verb = verb,
+            Command = string.Join(' ', args.Raw),
+            StartedAt = startedAt,
+            FinishedAt = DateTimeOffset.Now,
+            LoadAverageAtEnd = BenchEnvironment.LoadAverage(),
+            Environment = env,
+            Settings = settings,
+            Summary = summary,
+            Runs = runs,
+        };
+        string saved = file.Save(outPath);
+        Console.WriteLine();
+        Console.WriteLine($"JSON: {saved}");
+    }
+
     /// <summary>Writes the file (creating its folder) and returns the full path.</summary>
     public string Save(string? path)
     {

@@ -142,21 +142,7 @@ internal static class StreamBenchmark
         var summaries = settings.PageInstall.Select(p => Summarise(p, repeats)).ToList();
         Print(repeats, summaries, settings);
 
-        var file = new ResultFile
-        {
-            Verb = "stream",
-            Command = string.Join(' ', args.Raw),
-            StartedAt = startedAt,
-            FinishedAt = DateTimeOffset.Now,
-            LoadAverageAtEnd = BenchEnvironment.LoadAverage(),
-            Environment = env,
-            Settings = settings,
-            Summary = summaries,
-            Runs = repeats,
-        };
-        string saved = file.Save(outPath);
-        Console.WriteLine();
-        Console.WriteLine($"JSON: {saved}");
+        ResultFile.Publish("stream", args, startedAt, env, settings, summaries, repeats, outPath);
         return 0;
     }
 

@@ -74,7 +74,7 @@ public sealed partial class SourceMigration
                 Unique = _uniqueSent,
                 Resent = _pagesSent - _uniqueSent,
                 ZeroSent = _zeroSent,
-                NeverWrittenSkipped = _neverWrittenSkipped,
+                NeverWrittenSkipped = _skippedNeverWritten,
                 WireBytes = _writer.BytesWritten,
                 RawBytes = _pagesSent * PageSize.Bytes,
             },

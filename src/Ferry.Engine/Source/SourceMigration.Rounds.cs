@@ -75,7 +75,6 @@ public sealed partial class SourceMigration
                     _skippedNeverWritten++;
                 }
             }
-            _neverWrittenSkipped = _skippedNeverWritten;
         }
         else
         {
@@ -167,7 +166,6 @@ public sealed partial class SourceMigration
             batch.Add(p, ct);
         }
         batch.Finish(ct);
-        _neverWrittenSkipped = _skippedNeverWritten;
         _scanningAll = false;
         EndRound(round);
     }

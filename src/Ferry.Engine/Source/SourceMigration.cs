@@ -50,7 +50,6 @@ public sealed partial class SourceMigration
     // Counters (written by the migration thread only).
     private long _pagesSent;
     private long _zeroSent;
-    private long _neverWrittenSkipped;
     private long _hashTicks;
     private int _round;
     private long _roundPages;
