@@ -89,9 +89,19 @@ public sealed class DirtyBitmap
     /// <summary>Sets bits for the page ranges given as [start, end) pairs (single-threaded).</summary>
     public void SetRange(long start, long end)
     {
-        for (long p = start; p < end; p++)
+        if (start < 0 || end > PageCount || start > end)
         {
-            Set(p);
+            throw new ArgumentOutOfRangeException(nameof(start), $"range [{start}, {end}) is outside [0, {PageCount})");
+        }
+        // A word at a time: the kernel dirty log fills the bitmap from page ranges, and its final
+        // harvest runs inside the downtime.
+        while (start < end)
+        {
+            int bit = (int)(start & 63);
+            int count = (int)Math.Min(64 - bit, end - start);
+            ulong mask = count == 64 ? ulong.MaxValue : ((1UL << count) - 1) << bit;
+            _words[start >> 6] |= mask;
+            start += count;
         }
     }
 
