@@ -67,6 +67,31 @@ public sealed unsafe class AnonymousMapping : IDisposable
     }
 
     /// <summary>
+    /// Copies <paramref name="data"/> into the mapping with libc memcpy inside a P/Invoke. Slower
+    /// than a span copy for small writes (one GC transition per call) but the only safe way for
+    /// managed code to touch a userfaultfd MISSING range whose resolver is managed: a fault inside
+    /// the call blocks a thread the GC does not wait for (kernel.md, Probe 2, rule c).
+    /// </summary>
+    public void NativeWrite(long offset, ReadOnlySpan<byte> data)
+    {
+        CheckRange(offset, data.Length);
+        fixed (byte* src = data)
+        {
+            Libc.memcpy(Pointer + offset, src, (nuint)data.Length);
+        }
+    }
+
+    /// <summary>Copies bytes out of the mapping inside a P/Invoke; see <see cref="NativeWrite"/> for why.</summary>
+    public void NativeRead(long offset, Span<byte> destination)
+    {
+        CheckRange(offset, destination.Length);
+        fixed (byte* dst = destination)
+        {
+            Libc.memcpy(dst, Pointer + offset, (nuint)destination.Length);
+        }
+    }
+
+    /// <summary>
     /// The virtual address range of [offset, offset + length) for a kernel call on this mapping:
     /// checked against the bounds and the kernel page size, which every uffd and pagemap range must respect.
     /// </summary>

@@ -189,6 +189,12 @@ public sealed record PostCopyMetrics
     public double FaultLatencyP99Ms { get; init; }
     public double FaultLatencyMaxMs { get; init; }
 
+    /// <summary>How the destination caught accesses to missing pages ("userfaultfd: …" or "software: …").</summary>
+    public string FaultPath { get; init; } = "";
+
+    /// <summary>Kernel path: never-written pages the guest touched, zero-filled by the destination's resolver (a subset of <see cref="ZeroFilledLocally"/>).</summary>
+    public long ZeroFilledOnFault { get; init; }
+
     /// <summary>Pages sent because the destination asked for them (a fault).</summary>
     public long DemandPages { get; init; }
 

@@ -232,15 +232,16 @@ public sealed class DestinationMigration
                             throw Aborted(commit.Payload);
                         }
                         Expect(commit, FrameType.Commit);
-                        // Never-written pages must fault in as zeros again once guest code runs.
-                        memory.DisableFastInstall();
                         if (pending is not null)
                         {
+                            // With uffd install the registration stays: post-copy runs on the kernel fault path.
                             GuestMemory postCopyMemory = memory;
                             memory = null;
                             return new PostCopyReceiver(_stream, reader, writer, postCopyMemory, digest, config, vcpus, pending, _limits, offer.MigrationId, switchAt, ct)
                                 .Run(pages => Interlocked.Add(ref _pagesReceived, pages), PagesReceived, phase => _phase = phase);
                         }
+                        // Never-written pages must fault in as zeros again once guest code runs.
+                        memory.DisableFastInstall();
                         vm = VirtualMachine.Restore(config, memory, vcpus);
                         memory = null;
                         vm.Start();

@@ -67,7 +67,15 @@ internal sealed class PostCopyReceiver
         _limits.PostCopyRecovery?.Register(_migrationId);
         try
         {
-            _memory.BeginPostCopy(pages);
+            bool kernelFaults = _memory.FastInstallActive;
+            if (kernelFaults)
+            {
+                _memory.BeginKernelPostCopy(pages, _pending);
+            }
+            else
+            {
+                _memory.BeginPostCopy(pages);
+            }
             vm = VirtualMachine.Restore(_config, _memory, _vcpus);
             vm.Start();
             setPhase("post-copy");
@@ -128,6 +136,8 @@ internal sealed class PostCopyReceiver
                             FaultLatencyP99Ms = p99,
                             FaultLatencyMaxMs = max,
                             ResumeMs = lastPageAt == 0 ? 0 : (lastPageAt - runningAt) * 1000.0 / Stopwatch.Frequency,
+                            FaultPath = kernelFaults ? KernelFaultPath : SoftwareFaultPath,
+                            ZeroFilledOnFault = pages.ZeroFilledOnFault,
                         }));
                         if (problem is not null)
                         {
@@ -150,6 +160,8 @@ internal sealed class PostCopyReceiver
             string? vcpuReason = pages.Failure;
             string reason = vcpuReason ?? ex.Message;
             pages.Fail(reason);
+            // vCPUs blocked in kernel faults must be let go before the VM can stop.
+            _memory.AbandonPostCopy();
             vm?.Stop();
             if (vm is not null)
             {
@@ -175,6 +187,9 @@ internal sealed class PostCopyReceiver
             }
         }
     }
+
+    internal const string KernelFaultPath = "userfaultfd: guest RAM registered MISSING, guest accesses are native copies, a resolver thread requests faulted pages and zero-fills never-written ones";
+    internal const string SoftwareFaultPath = "software: every guest access checks a present bitmap and a vCPU on a missing page waits in managed code";
 
     /// <summary>A lost connection, not a lost cause: recoverable when a registry is configured, no vCPU gave up, and nobody cancelled.</summary>
     private bool IsBrokenLink(Exception ex, PostCopyPages pages) =>

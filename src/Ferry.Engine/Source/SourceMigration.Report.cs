@@ -114,6 +114,8 @@ public sealed partial class SourceMigration
         FaultLatencyP50Ms = ctx.PostCopyComplete?.FaultLatencyP50Ms ?? 0,
         FaultLatencyP99Ms = ctx.PostCopyComplete?.FaultLatencyP99Ms ?? 0,
         FaultLatencyMaxMs = ctx.PostCopyComplete?.FaultLatencyMaxMs ?? 0,
+        FaultPath = ctx.PostCopyComplete?.FaultPath ?? "",
+        ZeroFilledOnFault = ctx.PostCopyComplete?.ZeroFilledOnFault ?? 0,
         DemandPages = ctx.DemandPages,
         PushPages = ctx.PushPages,
         PrePagedPages = ctx.PrePagedPages,

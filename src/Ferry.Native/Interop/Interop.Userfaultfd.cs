@@ -103,6 +103,15 @@ internal static partial class Libc
         public long copy;
     }
 
+    /// <summary>UFFDIO_ZEROPAGE argument (32 bytes); <c>zeropage</c> returns bytes mapped, or a negated errno.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct uffdio_zeropage
+    {
+        public uffdio_range range;
+        public ulong mode;
+        public long zeropage;
+    }
+
     [StructLayout(LayoutKind.Sequential)]
     internal struct uffdio_writeprotect
     {

@@ -180,6 +180,119 @@ public sealed unsafe class Userfaultfd : IDisposable
         return (long)done;
     }
 
+    /// <summary>
+    /// UFFDIO_ZEROPAGE: maps the zero page into missing pages of a MISSING-registered range and
+    /// wakes threads faulting there. Returns false when a page was already present (EEXIST), which
+    /// is normal when a pusher raced the fault; the caller then has nothing left to do for it.
+    /// </summary>
+    public bool ZeroPage(AnonymousMapping mapping, long offset, long length)
+    {
+        (ulong start, ulong len) = mapping.KernelRange(offset, length);
+        for (int attempt = 0; ; attempt++)
+        {
+            var zero = new Libc.uffdio_zeropage { range = new Libc.uffdio_range { start = start, len = len }, mode = 0 };
+            // SAFETY: zero lives on this frame; the kernel reads the range and writes the result.
+            if (Libc.ioctl(_fd, Libc.UFFDIO_ZEROPAGE, &zero) == 0)
+            {
+                return true;
+            }
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == Libc.EEXIST)
+            {
+                return false;
+            }
+            if ((errno != Libc.EAGAIN && errno != Libc.EINTR) || attempt >= 10_000)
+            {
+                throw new NativeCallException("ioctl(UFFDIO_ZEROPAGE)", errno);
+            }
+        }
+    }
+
+    /// <summary>UFFDIO_WAKE: wakes threads waiting on a fault in the range (for faults whose page another path already installed).</summary>
+    public void Wake(AnonymousMapping mapping, long offset, long length)
+    {
+        (ulong start, ulong len) = mapping.KernelRange(offset, length);
+        var range = new Libc.uffdio_range { start = start, len = len };
+        // SAFETY: range lives on this stack frame; the kernel only reads it.
+        Ioctl(Libc.UFFDIO_WAKE, &range, "ioctl(UFFDIO_WAKE)");
+    }
+
+    /// <summary>
+    /// Waits up to <paramref name="timeoutMs"/> for the fd to become readable (a fault is queued).
+    /// A blocking poll, not a spin: a spinning handler hurts tail latency on a small machine (kernel.md).
+    /// </summary>
+    public bool WaitReadable(int timeoutMs)
+    {
+        var pfd = new Libc.pollfd { fd = (int)_fd.DangerousGetHandle(), events = Libc.POLLIN };
+        bool added = false;
+        _fd.DangerousAddRef(ref added);
+        try
+        {
+            // SAFETY: pfd lives on this frame; the fd stays open while the reference is held.
+            int n = Libc.poll(&pfd, 1, timeoutMs);
+            if (n < 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                return errno == Libc.EINTR ? false : throw new NativeCallException("poll(userfaultfd)", errno);
+            }
+            return n > 0 && (pfd.revents & Libc.POLLIN) != 0;
+        }
+        finally
+        {
+            if (added)
+            {
+                _fd.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Reads queued page-fault messages without blocking and stores each fault's offset in
+    /// <paramref name="mapping"/> (page-aligned) in <paramref name="offsets"/>. Returns how many;
+    /// 0 when none is queued. Messages of other kinds (none are enabled here) are skipped.
+    /// </summary>
+    public int ReadPageFaults(AnonymousMapping mapping, Span<long> offsets)
+    {
+        const int MaxMessages = 16;
+        Libc.uffd_msg* msgs = stackalloc Libc.uffd_msg[MaxMessages];
+        int want = Math.Min(MaxMessages, offsets.Length);
+        nint got;
+        for (int attempt = 0; ; attempt++)
+        {
+            got = Libc.read(_fd, msgs, (nuint)(want * sizeof(Libc.uffd_msg)));
+            if (got >= 0)
+            {
+                break;
+            }
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == Libc.EAGAIN)
+            {
+                return 0;
+            }
+            if (errno != Libc.EINTR || attempt >= 100)
+            {
+                throw new NativeCallException("read(userfaultfd)", errno);
+            }
+        }
+        ulong start = (ulong)mapping.Pointer;
+        ulong pageMask = ~((ulong)Environment.SystemPageSize - 1);
+        int count = 0;
+        for (int i = 0; i < got / sizeof(Libc.uffd_msg); i++)
+        {
+            if (msgs[i].@event != Libc.UFFD_EVENT_PAGEFAULT)
+            {
+                continue;
+            }
+            ulong address = msgs[i].pagefault_address & pageMask;
+            if (address < start || address >= start + (ulong)mapping.Length)
+            {
+                continue;
+            }
+            offsets[count++] = (long)(address - start);
+        }
+        return count;
+    }
+
     private void Ioctl(ulong request, void* arg, string what)
     {
         // Range ioctls can be interrupted by a signal before doing anything; they are idempotent, so retry.

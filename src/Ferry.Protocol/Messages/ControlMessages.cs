@@ -76,6 +76,12 @@ public sealed record PostCopyComplete
 
     /// <summary>VM running at the destination → last pending page installed.</summary>
     public double ResumeMs { get; init; }
+
+    /// <summary>How guest accesses to missing pages were caught: userfaultfd (kernel) or software, with why.</summary>
+    public string FaultPath { get; init; } = "";
+
+    /// <summary>Kernel path: faults on never-written pages, zero-filled at the destination without asking the source.</summary>
+    public long ZeroFilledOnFault { get; init; }
 }
 
 /// <summary>Source → destination on a new connection: resume the post-copy of this migration after its link broke.</summary>

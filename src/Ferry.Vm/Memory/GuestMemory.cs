@@ -23,6 +23,7 @@ public sealed class GuestMemory : IDisposable
     private int _tracking = (int)GuestWriteTracking.None;
     private Userfaultfd? _installFd;
     private PostCopyPages? _postCopy;
+    private UserfaultFaultResolver? _resolver;
 
     public GuestMemory(long sizeBytes)
     {
@@ -62,7 +63,8 @@ public sealed class GuestMemory : IDisposable
         }
         if (_installFd is not null)
         {
-            throw new InvalidOperationException("guest RAM is still registered for fast install; no guest may run on it until DisableFastInstall");
+            WriteWhileRegistered(page, offset, data);
+            return;
         }
         WaitIfMissing(page);
         // Order matters. Populated is set before the data (its first set is a full fence): the
@@ -84,6 +86,12 @@ public sealed class GuestMemory : IDisposable
         if (destination.Length < PageSize.Bytes)
         {
             throw new ArgumentException("destination smaller than a page", nameof(destination));
+        }
+        if (KernelFaultsActive)
+        {
+            // The page may still be at the source: let the kernel fault fetch it, inside a native call.
+            _mapping.NativeRead(page << PageSize.Shift, destination[..PageSize.Bytes]);
+            return _populated[page];
         }
         WaitIfMissing(page);
         if (!_populated[page])
@@ -136,6 +144,11 @@ public sealed class GuestMemory : IDisposable
     public ulong HashPage(long page)
     {
         CheckPage(page);
+        if (KernelFaultsActive)
+        {
+            Span<byte> copy = stackalloc byte[PageSize.Bytes];
+            return ReadPage(page, copy) ? XxHash3.HashToUInt64(copy) : ZeroPageHash;
+        }
         WaitIfMissing(page);
         return _populated[page]
             ? XxHash3.HashToUInt64(PageSpan(page))
@@ -160,6 +173,12 @@ public sealed class GuestMemory : IDisposable
     public ReadOnlySpan<byte> PageView(long page)
     {
         CheckPage(page);
+        if (KernelFaultsActive)
+        {
+            // Fault the page in from a native call first; the span below then reads resident memory.
+            Span<byte> one = stackalloc byte[1];
+            _mapping.NativeRead(page << PageSize.Shift, one);
+        }
         WaitIfMissing(page);
         return PageSpan(page);
     }
@@ -249,15 +268,19 @@ public sealed class GuestMemory : IDisposable
     /// <summary>The post-copy state while the VM runs ahead of its pages, else null.</summary>
     public PostCopyPages? PostCopy => Volatile.Read(ref _postCopy);
 
+    /// <summary>True while post-copy runs on the kernel path: guest RAM registered MISSING, faults resolved by <see cref="UserfaultFaultResolver"/>.</summary>
+    public bool KernelFaultsActive => OperatingSystem.IsLinux() && Volatile.Read(ref _resolver) is not null;
+
     /// <summary>
-    /// Destination side, before the VM starts in post-copy: from now on a guest access (write or
-    /// read) to a page that is not present blocks until the receiver installs it.
+    /// Destination side, before the VM starts in post-copy, software path: from now on a guest
+    /// access (write or read) to a page that is not present blocks in managed code until the
+    /// receiver installs it.
     /// </summary>
     public void BeginPostCopy(PostCopyPages pages)
     {
         if (FastInstallActive)
         {
-            throw new InvalidOperationException("post-copy needs ordinary guest RAM: disable fast install first");
+            throw new InvalidOperationException("software post-copy needs ordinary guest RAM: disable fast install first, or use BeginKernelPostCopy");
         }
         if (Interlocked.CompareExchange(ref _postCopy, pages, null) is not null)
         {
@@ -265,8 +288,97 @@ public sealed class GuestMemory : IDisposable
         }
     }
 
-    /// <summary>After the last page arrived: accesses no longer check presence.</summary>
-    public void EndPostCopy() => Volatile.Write(ref _postCopy, null);
+    /// <summary>
+    /// Destination side, before the VM starts in post-copy, kernel path: guest RAM stays
+    /// registered with userfaultfd MISSING (from <see cref="EnableFastInstall"/>), so guest code
+    /// touches memory directly and the kernel traps an access to a page that has not arrived.
+    /// Pages in <paramref name="pending"/> that hold an older copy from a pre-copy round are
+    /// dropped first, or the guest would read stale data without a fault.
+    /// </summary>
+    public void BeginKernelPostCopy(PostCopyPages pages, DirtyBitmap pending)
+    {
+        if (!OperatingSystem.IsLinux() || _installFd is not { } fd)
+        {
+            throw new InvalidOperationException("kernel post-copy needs guest RAM registered with userfaultfd MISSING (EnableFastInstall)");
+        }
+        if (pending.PageCount != PageCount)
+        {
+            throw new ArgumentException($"pending map has {pending.PageCount} pages, guest {PageCount}", nameof(pending));
+        }
+        DropStaleCopies(pending);
+        if (Interlocked.CompareExchange(ref _postCopy, pages, null) is not null)
+        {
+            throw new InvalidOperationException("post-copy already active");
+        }
+        var resolver = new UserfaultFaultResolver(_mapping, fd, pages);
+        resolver.Start();
+        Volatile.Write(ref _resolver, resolver);
+    }
+
+    /// <summary>
+    /// After the last page arrived: accesses no longer check presence. On the kernel path the
+    /// resolver stops, then the range is unregistered — which wakes any fault still queued, to be
+    /// retried as an ordinary fault — and only then do guest accesses go back to plain stores.
+    /// </summary>
+    public void EndPostCopy()
+    {
+        ReleaseKernelFaults();
+        Volatile.Write(ref _postCopy, null);
+    }
+
+    /// <summary>
+    /// Post-copy failed: releases vCPUs blocked in kernel faults (their missing pages read as
+    /// zeros from now on — the VM is being discarded) so the VM can stop. No-op on the software path.
+    /// </summary>
+    public void AbandonPostCopy() => ReleaseKernelFaults();
+
+    private void ReleaseKernelFaults()
+    {
+        if (!OperatingSystem.IsLinux() || Volatile.Read(ref _resolver) is not { } resolver)
+        {
+            return;
+        }
+        resolver.Stop();
+        // Unregister while vCPUs still take the native path: a managed store can then never meet a
+        // registered missing page, whatever a vCPU read of the fields below a moment ago.
+        Userfaultfd fd = _installFd!;
+        fd.Unregister(_mapping, 0, SizeBytes);
+        Volatile.Write(ref _installFd, null);
+        Volatile.Write(ref _resolver, null);
+        fd.Dispose();
+    }
+
+    private void DropStaleCopies(DirtyBitmap pending)
+    {
+        long runStart = -1;
+        long runLength = 0;
+        foreach (long p in pending)
+        {
+            if (!_populated[p])
+            {
+                continue;
+            }
+            if (runStart >= 0 && p == runStart + runLength)
+            {
+                runLength++;
+                continue;
+            }
+            if (runStart >= 0)
+            {
+                _mapping.Discard(runStart << PageSize.Shift, runLength << PageSize.Shift);
+            }
+            runStart = p;
+            runLength = 1;
+        }
+        if (runStart >= 0)
+        {
+            _mapping.Discard(runStart << PageSize.Shift, runLength << PageSize.Shift);
+        }
+        foreach (long p in pending)
+        {
+            _populated.Clear(p);
+        }
+    }
 
     /// <summary>
     /// Post-copy install of a page that arrived from the source. A page already present is left
@@ -281,8 +393,20 @@ public sealed class GuestMemory : IDisposable
         {
             return false;
         }
-        // No vCPU touches a missing page (it waits), so the plain installs below race with nothing.
-        if (zero)
+        // No vCPU touches a missing page (it waits, in managed code or in the kernel), so these installs race with nothing.
+        if (KernelFaultsActive && OperatingSystem.IsLinux())
+        {
+            // UFFDIO_COPY / UFFDIO_ZEROPAGE install the page and wake any vCPU faulting on it.
+            if (zero)
+            {
+                _installFd!.ZeroPage(_mapping, page << PageSize.Shift, PageSize.Bytes);
+            }
+            else
+            {
+                InstallRun(page, content);
+            }
+        }
+        else if (zero)
         {
             InstallZeroPage(page);
         }
@@ -291,6 +415,26 @@ public sealed class GuestMemory : IDisposable
             InstallPage(page, content);
         }
         return pages.MarkPresent(page);
+    }
+
+    /// <summary>
+    /// A guest write while guest RAM is registered with userfaultfd: allowed only on the kernel
+    /// post-copy path, and then only as a native copy (see <see cref="UserfaultFaultResolver"/>).
+    /// During a plain fast install no guest runs, and a managed store into a missing page would
+    /// wait for a resolver that does not exist.
+    /// </summary>
+    private void WriteWhileRegistered(long page, int offset, ReadOnlySpan<byte> data)
+    {
+        if (!KernelFaultsActive)
+        {
+            throw new InvalidOperationException("guest RAM is still registered for fast install; no guest may run on it until DisableFastInstall");
+        }
+        if (!_populated[page])
+        {
+            _populated.SetAtomic(page);
+        }
+        _mapping.NativeWrite((page << PageSize.Shift) + offset, data);
+        Volatile.Read(ref _tracker)?.SetAtomic(page);
     }
 
     private void WaitIfMissing(long page)
@@ -352,6 +496,7 @@ public sealed class GuestMemory : IDisposable
 
     public void Dispose()
     {
+        ReleaseKernelFaults();
         DisableFastInstall();
         _mapping.Dispose();
     }

@@ -22,6 +22,10 @@ public sealed class PostCopyPages
     private readonly object _gate = new();
     private readonly long _waitTimeoutTicks;
     private int _waiters;
+    // Kernel path: faults read from the userfaultfd whose page has not arrived. At most one per
+    // blocked vCPU thread, so a short list under a lock is enough.
+    private readonly List<(long Page, long Start)> _kernelFaults = [];
+    private int _kernelFaultCount;
     private long _missing;
     private volatile string? _failure;
 
@@ -142,6 +146,90 @@ public sealed class PostCopyPages
         Latencies.Record(Stopwatch.GetTimestamp() - start);
     }
 
+    /// <summary>
+    /// Kernel path (<see cref="UserfaultFaultResolver"/>): a guest access to <paramref name="page"/>
+    /// faulted in the kernel at <paramref name="timestamp"/>. Asks the source for the page (once)
+    /// and remembers the fault until the page is installed. Returns false when the page turns out
+    /// to be present already (installed while the fault was queued): the caller wakes the thread.
+    /// </summary>
+    internal bool BeginKernelFault(long page, long timestamp)
+    {
+        lock (_kernelFaults)
+        {
+            _kernelFaults.Add((page, timestamp));
+            Volatile.Write(ref _kernelFaultCount, _kernelFaults.Count);
+        }
+        // Store (the entry) then load (the present bit), against MarkPresent's store then load: a
+        // full fence on each side means at least one of the two sees the other, so no fault is orphaned.
+        Interlocked.MemoryBarrier();
+        if (_present[page])
+        {
+            EndKernelFaults(page);
+            return false;
+        }
+        if (_requested.TrySetAtomic(page))
+        {
+            try
+            {
+                _request(page);
+            }
+            catch (Exception ex)
+            {
+                Fail($"could not ask the source for page {page}: {ex.Message}");
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Kernel path: fails post-copy when a faulting vCPU has waited longer than <see cref="WaitTimeout"/>.</summary>
+    internal void CheckKernelFaultTimeouts(long now)
+    {
+        if (Volatile.Read(ref _kernelFaultCount) == 0)
+        {
+            return;
+        }
+        long oldestPage = -1;
+        lock (_kernelFaults)
+        {
+            foreach (var (page, start) in _kernelFaults)
+            {
+                if (now - start > _waitTimeoutTicks)
+                {
+                    oldestPage = page;
+                    break;
+                }
+            }
+        }
+        if (oldestPage >= 0)
+        {
+            Fail($"page {oldestPage} did not arrive within {WaitTimeout.TotalSeconds:0.###} s");
+        }
+    }
+
+    /// <summary>Kernel path: faults on never-written pages the resolver zero-filled locally, asking nobody.</summary>
+    public long ZeroFilledOnFault => Interlocked.Read(ref _zeroFilledOnFault);
+
+    private long _zeroFilledOnFault;
+
+    internal void CountZeroFillOnFault() => Interlocked.Increment(ref _zeroFilledOnFault);
+
+    private void EndKernelFaults(long page)
+    {
+        long now = Stopwatch.GetTimestamp();
+        lock (_kernelFaults)
+        {
+            for (int i = _kernelFaults.Count - 1; i >= 0; i--)
+            {
+                if (_kernelFaults[i].Page == page)
+                {
+                    Latencies.Record(now - _kernelFaults[i].Start);
+                    _kernelFaults.RemoveAt(i);
+                }
+            }
+            Volatile.Write(ref _kernelFaultCount, _kernelFaults.Count);
+        }
+    }
+
     /// <summary>Receiver side, after the page's content is in place. Returns false for a page already present (a duplicate).</summary>
     public bool MarkPresent(long page)
     {
@@ -150,6 +238,10 @@ public sealed class PostCopyPages
             return false;
         }
         Interlocked.Decrement(ref _missing);
+        if (Volatile.Read(ref _kernelFaultCount) > 0)
+        {
+            EndKernelFaults(page);
+        }
         if (Volatile.Read(ref _waiters) > 0)
         {
             lock (_gate)

@@ -32,14 +32,17 @@ public sealed class EquivalenceTests
     }
 
     [Theory]
-    [InlineData(MigrationTechnique.PreCopy, "memtouch:rate=40000,wss=16MiB,pattern=zipf,seed=7")]
-    [InlineData(MigrationTechnique.PreCopy, "memtouch:rate=40000,wss=32MiB,pattern=uniform,content=random,seed=3")]
-    [InlineData(MigrationTechnique.StopAndCopy, "memtouch:rate=40000,wss=16MiB,pattern=hot-cold,seed=11")]
-    [InlineData(MigrationTechnique.PostCopy, "memtouch:rate=40000,wss=16MiB,pattern=zipf,seed=7")]
-    [InlineData(MigrationTechnique.PostCopy, "memtouch:rate=40000,wss=32MiB,pattern=uniform,content=random,seed=3")]
-    [InlineData(MigrationTechnique.Hybrid, "memtouch:rate=40000,wss=16MiB,pattern=hot-cold,seed=11")]
-    [InlineData(MigrationTechnique.Auto, "memtouch:rate=40000,wss=32MiB,pattern=uniform,content=random,seed=5")]
-    public void Migrated_run_ends_with_the_same_memory_as_an_unmigrated_one(MigrationTechnique technique, string workload)
+    [InlineData(MigrationTechnique.PreCopy, "memtouch:rate=40000,wss=16MiB,pattern=zipf,seed=7", null)]
+    [InlineData(MigrationTechnique.PreCopy, "memtouch:rate=40000,wss=32MiB,pattern=uniform,content=random,seed=3", null)]
+    [InlineData(MigrationTechnique.StopAndCopy, "memtouch:rate=40000,wss=16MiB,pattern=hot-cold,seed=11", null)]
+    [InlineData(MigrationTechnique.PostCopy, "memtouch:rate=40000,wss=16MiB,pattern=zipf,seed=7", PageInstallChoice.Copy)]
+    [InlineData(MigrationTechnique.PostCopy, "memtouch:rate=40000,wss=16MiB,pattern=zipf,seed=7", PageInstallChoice.Uffd)]
+    [InlineData(MigrationTechnique.PostCopy, "memtouch:rate=40000,wss=32MiB,pattern=uniform,content=random,seed=3", PageInstallChoice.Copy)]
+    [InlineData(MigrationTechnique.PostCopy, "memtouch:rate=40000,wss=32MiB,pattern=uniform,content=random,seed=3", PageInstallChoice.Uffd)]
+    [InlineData(MigrationTechnique.Hybrid, "memtouch:rate=40000,wss=16MiB,pattern=hot-cold,seed=11", PageInstallChoice.Copy)]
+    [InlineData(MigrationTechnique.Hybrid, "memtouch:rate=40000,wss=16MiB,pattern=hot-cold,seed=11", PageInstallChoice.Uffd)]
+    [InlineData(MigrationTechnique.Auto, "memtouch:rate=40000,wss=32MiB,pattern=uniform,content=random,seed=5", null)]
+    public void Migrated_run_ends_with_the_same_memory_as_an_unmigrated_one(MigrationTechnique technique, string workload, PageInstallChoice? pageInstall)
     {
         VmConfig config = Config(workload);
         ulong expected = ReferenceDigest(config);
@@ -48,13 +51,25 @@ public sealed class EquivalenceTests
         vm.Start();
         // Migrate part-way through: wait until the guest has done some work but not all.
         SpinWait.SpinUntil(() => vm.TotalOps > 10_000, TimeSpan.FromSeconds(30));
-        var options = new MigrationOptions { Technique = technique, PreCopy = new PreCopyOptions { MaxRounds = 5 } };
-        var outcome = LoopbackMigration.Run(vm, options);
+        bool postCopy = technique is MigrationTechnique.PostCopy or MigrationTechnique.Hybrid;
+        var options = new MigrationOptions
+        {
+            Technique = technique,
+            PreCopy = new PreCopyOptions { MaxRounds = 5 },
+            // Post-copy paced so the guest runs ahead of its pages and takes faults on the path under test.
+            MaxBandwidthBytesPerSecond = postCopy ? 24L << 20 : 0,
+        };
+        var outcome = LoopbackMigration.Run(vm, options, pageInstall: pageInstall);
         Assert.Null(outcome.DestinationError);
         Assert.Equal("completed", outcome.Source.Report.Outcome);
         Assert.True(outcome.Source.VmMoved);
         Assert.True(outcome.Source.Report.Verification.DigestsMatch);
         Assert.True(outcome.Source.Report.Verification.SourceRehashMatches);
+        if (postCopy)
+        {
+            string expectedPath = pageInstall == PageInstallChoice.Uffd ? "userfaultfd" : "software";
+            Assert.StartsWith(expectedPath, outcome.Source.Report.PostCopy.FaultPath);
+        }
         long opsAtSwitch = (long)vm.TotalOps;
         Assert.True(opsAtSwitch < 2 * OpsPerVcpu, $"migration happened after the guest finished ({opsAtSwitch} ops); the test proves nothing");
         vm.Dispose();

@@ -27,17 +27,20 @@ public sealed class PostCopyMigrationTests
         return vm;
     }
 
-    [Fact]
-    public void Demand_faults_happen_are_answered_and_every_page_arrives()
+    [Theory]
+    [InlineData(PageInstallChoice.Copy, "software")]
+    [InlineData(PageInstallChoice.Uffd, "userfaultfd")]
+    public void Demand_faults_happen_are_answered_and_every_page_arrives(PageInstallChoice install, string faultPath)
     {
         // 24 MiB written at random; pushed at 16 MiB/s the guest touches missing pages long before the push ends.
         using var vm = Started(Config("memtouch:rate=50000,wss=24MiB,pattern=uniform,content=random,seed=9"));
         var options = new MigrationOptions { Technique = MigrationTechnique.PostCopy, MaxBandwidthBytesPerSecond = 16L << 20 };
-        var outcome = LoopbackMigration.Run(vm, options);
+        var outcome = LoopbackMigration.Run(vm, options, pageInstall: install);
         Assert.Null(outcome.DestinationError);
         MigrationReport r = outcome.Source.Report;
         Assert.Equal("completed", r.Outcome);
         Assert.Equal("postcopy", r.Technique);
+        Assert.StartsWith(faultPath, r.PostCopy.FaultPath);
         Assert.True(outcome.Source.VmMoved);
         Assert.True(r.Verification.DigestsMatch, r.Error);
         Assert.True(r.Verification.SourceRehashMatches);

@@ -23,6 +23,7 @@ public sealed class NativeLayoutTests
         #include <sys/ioctl.h>
         #include <linux/userfaultfd.h>
         #include <linux/fs.h>
+        #include <poll.h>
 
         #ifndef UFFD_FEATURE_WP_UNPOPULATED
         #define UFFD_FEATURE_WP_UNPOPULATED (1<<13)
@@ -76,6 +77,9 @@ public sealed class NativeLayoutTests
             S(uffdio_range); O(uffdio_range, start); O(uffdio_range, len);
             S(uffdio_register); O(uffdio_register, range); O(uffdio_register, mode); O(uffdio_register, ioctls);
             S(uffdio_writeprotect); O(uffdio_writeprotect, range); O(uffdio_writeprotect, mode);
+            S(uffdio_copy); O(uffdio_copy, dst); O(uffdio_copy, src); O(uffdio_copy, len); O(uffdio_copy, mode); O(uffdio_copy, copy);
+            S(uffdio_zeropage); O(uffdio_zeropage, range); O(uffdio_zeropage, mode); O(uffdio_zeropage, zeropage);
+            P(POLLIN); S(pollfd); O(pollfd, fd); O(pollfd, events); O(pollfd, revents);
             S(uffd_msg); O(uffd_msg, event); O(uffd_msg, arg.pagefault.flags); O(uffd_msg, arg.pagefault.address);
             O(uffd_msg, arg.pagefault.feat.ptid);
             P(PAGEMAP_SCAN); P(PM_SCAN_WP_MATCHING); P(PM_SCAN_CHECK_WPASYNC);
@@ -188,6 +192,22 @@ public sealed class NativeLayoutTests
         yield return Size<Libc.uffdio_writeprotect>("uffdio_writeprotect");
         yield return Offset<Libc.uffdio_writeprotect>("uffdio_writeprotect", "range");
         yield return Offset<Libc.uffdio_writeprotect>("uffdio_writeprotect", "mode");
+        yield return Size<Libc.uffdio_copy>("uffdio_copy");
+        foreach (string f in new[] { "dst", "src", "len", "mode", "copy" })
+        {
+            yield return Offset<Libc.uffdio_copy>("uffdio_copy", f);
+        }
+        yield return Size<Libc.uffdio_zeropage>("uffdio_zeropage");
+        foreach (string f in new[] { "range", "mode", "zeropage" })
+        {
+            yield return Offset<Libc.uffdio_zeropage>("uffdio_zeropage", f);
+        }
+        yield return ("POLLIN", (ulong)Libc.POLLIN);
+        yield return Size<Libc.pollfd>("pollfd");
+        foreach (string f in new[] { "fd", "events", "revents" })
+        {
+            yield return Offset<Libc.pollfd>("pollfd", f);
+        }
         yield return Size<Libc.uffd_msg>("uffd_msg");
         yield return Offset<Libc.uffd_msg>("uffd_msg", "@event", "event");
         yield return Offset<Libc.uffd_msg>("uffd_msg", "pagefault_flags", "arg.pagefault.flags");
