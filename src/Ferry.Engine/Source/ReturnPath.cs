@@ -19,6 +19,7 @@ internal sealed class ReturnPath : IDisposable
     private readonly object _ackGate = new();
     private readonly long _guestPages;
     private readonly ConcurrentQueue<long> _pageRequests = new();
+    private readonly AutoResetEvent _pageRequestArrived = new(false);
 
     public ReturnPath(Stream stream, long guestPages)
     {
@@ -72,6 +73,9 @@ internal sealed class ReturnPath : IDisposable
     /// <summary>The oldest post-copy page request not yet taken. Requests bypass the frame queue so they never wait behind anything.</summary>
     public bool TryTakePageRequest(out long page) => _pageRequests.TryDequeue(out page);
 
+    /// <summary>Set when a page request arrives, so a push waiting out its bandwidth share can step aside for it.</summary>
+    public WaitHandle PageRequestArrived => _pageRequestArrived;
+
     /// <summary>Waits until the destination has installed every page of <paramref name="round"/>.</summary>
     public void WaitForRoundAck(int round, TimeSpan timeout, CancellationToken ct)
     {
@@ -120,6 +124,7 @@ internal sealed class ReturnPath : IDisposable
                 if (f.Type == FrameType.PageRequest)
                 {
                     _pageRequests.Enqueue(Protocol.Messages.PageRequest.Read(f.Payload, _guestPages).Page);
+                    _pageRequestArrived.Set();
                     continue;
                 }
                 if (f.Type == FrameType.RoundAck)
@@ -152,5 +157,6 @@ internal sealed class ReturnPath : IDisposable
         // The owner closes the stream first, which ends the reader's blocking read.
         _thread.Join(TimeSpan.FromSeconds(5));
         _failed.Dispose();
+        _pageRequestArrived.Dispose();
     }
 }

@@ -85,7 +85,7 @@ public sealed partial class SourceMigration
         {
             long before = ctx.Remaining;
             // Strict priority: every request that has arrived is answered before another page is pushed.
-            var demand = new BatchBuilder(this, round, urgent: true);
+            var demand = new BatchBuilder(this, round, owe: true);
             while (returnPath.TryTakePageRequest(out long requested))
             {
                 if (!pending[requested])
@@ -100,7 +100,12 @@ public sealed partial class SourceMigration
                 cursor.Recentre(requested);
             }
             demand.Finish(linkFailed);
-            var push = new BatchBuilder(this, round, PushBatchPages);
+            if (!PushMayGo(returnPath, linkFailed))
+            {
+                continue;
+            }
+            // The bucket was clear, so this batch goes at once and its bytes are waited out before the next one.
+            var push = new BatchBuilder(this, round, PushBatchPages, owe: true);
             for (int i = 0; i < PushBatchPages && cursor.TryNext(out long page, out bool prePaged); i++)
             {
                 push.Add(page, linkFailed);
@@ -125,6 +130,31 @@ public sealed partial class SourceMigration
         _writer.Flush();
         ctx.LastPageSentAt = Stopwatch.GetTimestamp();
     }
+
+    /// <summary>
+    /// Waits until the bandwidth already used (pushed batches and answers to faults) is paid
+    /// for. Returns false when a page request arrives first: it is answered before any more
+    /// push, so a fault waits for at most one pushed batch rather than for the pacing.
+    /// </summary>
+    private bool PushMayGo(ReturnPath returnPath, CancellationToken linkFailed)
+    {
+        if (_bucket is null)
+        {
+            return true;
+        }
+        TimeSpan owed = _bucket.Take(0, Seconds(_start, Stopwatch.GetTimestamp()));
+        if (owed <= TimeSpan.Zero)
+        {
+            return true;
+        }
+        _pushWaitHandles[0] = linkFailed.WaitHandle;
+        _pushWaitHandles[1] = returnPath.PageRequestArrived;
+        int woken = WaitHandle.WaitAny(_pushWaitHandles, owed);
+        linkFailed.ThrowIfCancellationRequested();
+        return woken == WaitHandle.WaitTimeout;
+    }
+
+    private readonly WaitHandle[] _pushWaitHandles = new WaitHandle[2];
 
     /// <summary>
     /// The link broke after switchover: the destination's VM waits for its missing pages, so keep

@@ -414,18 +414,18 @@ public sealed partial class SourceMigration
         private readonly SourceMigration _owner;
         private readonly int _round;
         private readonly int _maxPages;
-        private readonly bool _urgent;
+        private readonly bool _owe;
         private Span<byte> _payload;
         private int _count;
         private int _pos;
 
-        /// <param name="urgent">Post-copy answers to page requests: they take their bandwidth from the bucket without waiting (the push after them waits longer instead), so the limit holds on average and a faulting vCPU does not wait for the pacing.</param>
-        public BatchBuilder(SourceMigration owner, int round, int maxPages = PageBatchCodec.MaxPagesPerBatch, bool urgent = false)
+        /// <param name="owe">Post-copy: take the bandwidth from the bucket without waiting, and let the next paced send wait the debt out. Answers to page requests go this way so a faulting vCPU never waits for the pacing, and so does a push batch once the bucket was found clear (SourceMigration.PushMayGo).</param>
+        public BatchBuilder(SourceMigration owner, int round, int maxPages = PageBatchCodec.MaxPagesPerBatch, bool owe = false)
         {
             _owner = owner;
             _round = round;
             _maxPages = maxPages;
-            _urgent = urgent;
+            _owe = owe;
             _payload = default;
             _count = 0;
             _pos = 0;
@@ -484,7 +484,7 @@ public sealed partial class SourceMigration
         {
             ct.ThrowIfCancellationRequested();
             PageBatchCodec.WriteHeader(_payload, _count, _round);
-            if (_urgent)
+            if (_owe)
             {
                 _owner._bucket?.Take(FrameHeader.Size + _pos, _owner.Seconds(_owner._start, Stopwatch.GetTimestamp()));
             }
