@@ -6,7 +6,7 @@ namespace Ferry.Vm.Memory;
 /// <summary>What a <see cref="PageInstallChoice"/> means on a host, and why, as the report shows it.</summary>
 public readonly record struct PageInstallDecision(string Backend, string Reason)
 {
-    public const string UffdReason = "uffd: UFFDIO_COPY in contiguous runs into a MISSING-registered region, no user-space fault per fresh page";
+    public const string UffdReason = "uffd: UFFDIO_COPY in contiguous runs into a MISSING-registered region, no user-space fault per fresh page; in post-copy the kernel traps accesses to missing pages";
 
     public bool IsUffd => Backend == "uffd";
 
@@ -21,11 +21,11 @@ public readonly record struct PageInstallDecision(string Backend, string Reason)
             : null;
         return choice switch
         {
-            PageInstallChoice.Copy => new("copy", "copy: requested"),
+            PageInstallChoice.Copy => new("copy", "copy: requested; post-copy on the software path (present-bitmap checks)"),
             PageInstallChoice.Uffd when missing is not null =>
                 throw new PlatformNotSupportedException($"uffd page install requested but unavailable on this host: {missing}. Use --page-install copy or auto."),
             PageInstallChoice.Uffd => new("uffd", UffdReason),
-            _ when missing is not null => new("copy", $"copy: {missing} (auto)"),
+            _ when missing is not null => new("copy", $"copy: {missing} (auto); post-copy on the software path"),
             _ => new("uffd", UffdReason + " (auto)"),
         };
     }
