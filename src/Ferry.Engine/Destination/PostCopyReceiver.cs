@@ -73,6 +73,7 @@ internal sealed class PostCopyReceiver
             setPhase("post-copy");
             long runningAt = Stopwatch.GetTimestamp();
             long lastPageAt = pages.Missing == 0 ? runningAt : 0;
+            var work = new GuestWorkMeter(vm, runningAt, allPagesPresent: lastPageAt != 0);
             double resumeMs = (runningAt - _switchAt) * 1000.0 / Stopwatch.Frequency;
             Send(FrameType.Resumed, ControlJson.Encode(new Resumed { ResumeMs = resumeMs }));
             while (true)
@@ -105,6 +106,7 @@ internal sealed class PostCopyReceiver
                         if (lastPageAt == 0 && pages.Missing == 0)
                         {
                             lastPageAt = Stopwatch.GetTimestamp();
+                            work.LastPageArrived();
                         }
                         break;
                     }
@@ -118,7 +120,7 @@ internal sealed class PostCopyReceiver
                             _recoveries == 0 && end.PagesSent != received ? $"source sent {end.PagesSent} pages, destination received {received}" :
                             mine != end.Digest ? "page contents differ" : null;
                         var (p50, p99, max) = pages.Latencies.Summarize();
-                        Send(FrameType.PostCopyComplete, ControlJson.Encode(new PostCopyComplete
+                        Send(FrameType.PostCopyComplete, ControlJson.Encode(work.AddTo(new PostCopyComplete
                         {
                             DigestMatches = problem is null,
                             DestinationDigest = MemoryDigest.Format(mine),
@@ -128,7 +130,7 @@ internal sealed class PostCopyReceiver
                             FaultLatencyP99Ms = p99,
                             FaultLatencyMaxMs = max,
                             ResumeMs = lastPageAt == 0 ? 0 : (lastPageAt - runningAt) * 1000.0 / Stopwatch.Frequency,
-                        }));
+                        })));
                         if (problem is not null)
                         {
                             throw new MigrationFailedException(MigrationFailure.DigestMismatch,
