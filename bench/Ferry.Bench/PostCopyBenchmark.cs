@@ -1,5 +1,6 @@
 using System.Globalization;
 using Ferry.Core.Migration;
+using Ferry.Core.Paging;
 using Ferry.Core.Policy;
 using Ferry.Core.Reporting;
 using Ferry.Vm.Machine;
@@ -7,9 +8,11 @@ using Ferry.Vm.Machine;
 namespace Ferry.Bench;
 
 /// <summary>
-/// `postcopy`: the same memtouch guest migrated by each technique over a bandwidth-limited
-/// loopback link, to set pre-copy's downtime and total time against post-copy's fault count,
-/// fault latency and resume time (software post-copy path: vCPUs wait in managed code).
+/// `postcopy`: the same guest migrated by each technique over a bandwidth-limited loopback link,
+/// to set pre-copy's downtime and total time against post-copy's fault count, fault latency,
+/// resume time and the guest's degradation (software post-copy path: vCPUs wait in managed code).
+/// The guest is memtouch, or an idle one whose working set holds random bytes written before it
+/// starts (the same pages to move, and nothing dirtied while they move).
 /// </summary>
 internal static class PostCopyBenchmark
 {
@@ -26,6 +29,7 @@ internal static class PostCopyBenchmark
         public int MaxRounds { get; init; }
         public IReadOnlyList<string> Techniques { get; init; } = [];
         public string Workload { get; init; } = "";
+        public bool Idle { get; init; }
     }
 
     public sealed record Run
@@ -46,7 +50,13 @@ internal static class PostCopyBenchmark
         public long PrePagedPages { get; init; }
         public long PushPages { get; init; }
         public long ZeroFilledLocally { get; init; }
+        public double BaselineOpsPerSecond { get; init; }
+        public long SourceOps { get; init; }
+        public long DestinationOps { get; init; }
+        public long? ResumeOps { get; init; }
         public double DegradationPercent { get; init; }
+        public double LiveDegradationPercent { get; init; }
+        public double? ResumeDegradationPercent { get; init; }
         public string StopReason { get; init; } = "";
         public MigrationReport? Report { get; init; }
     }
@@ -58,8 +68,18 @@ internal static class PostCopyBenchmark
         {
             techniques.Add(MigrationTechniqueNames.TryParse(name, out var t) ? t : throw new BenchUsageException($"--techniques: '{name}' is not one of {MigrationTechniqueNames.AllNames}"));
         }
+        bool idle = (args.String("workload") ?? "memtouch").Trim().ToLowerInvariant() switch
+        {
+            "memtouch" => false,
+            "idle" => true,
+            var other => throw new BenchUsageException($"--workload: '{other}' is not one of memtouch, idle"),
+        };
         long wss = args.Bytes("wss", 128L << 20);
-        long rate = args.Int("rate", 50_000, 1, 10_000_000);
+        if (idle && args.String("rate") is not null)
+        {
+            throw new BenchUsageException("--rate applies to --workload memtouch only (an idle guest writes nothing)");
+        }
+        long rate = idle ? 0 : args.Int("rate", 50_000, 1, 10_000_000);
         var settings = new Settings
         {
             MemoryBytes = args.Bytes("memory", 256L << 20),
@@ -70,7 +90,8 @@ internal static class PostCopyBenchmark
             Repeats = args.Int("repeats", 3, 1, 50),
             MaxRounds = args.Int("max-rounds", 10, 1, 1000),
             Techniques = techniques.Select(t => t.ToWire()).ToArray(),
-            Workload = $"memtouch:rate={rate},wss={wss >> 20}MiB,pattern=uniform,content=random,seed=7",
+            Workload = idle ? "idle" : $"memtouch:rate={rate},wss={wss >> 20}MiB,pattern=uniform,content=random,seed=7",
+            Idle = idle,
         };
         string? outPath = args.String("out");
         bool noWarmup = args.Flag("no-warmup");
@@ -80,15 +101,17 @@ internal static class PostCopyBenchmark
         DateTimeOffset startedAt = DateTimeOffset.Now;
         Console.WriteLine($"# Ferry bench: postcopy (techniques compared, {settings.BandwidthBytesPerSecond / 1e6:0.#} MB/s limit, loopback TCP)");
         Console.WriteLine();
-        Console.WriteLine($"- VM: {settings.MemoryBytes >> 20} MiB RAM, {settings.Vcpus} vCPUs, workload `{settings.Workload}`");
+        Console.WriteLine($"- VM: {settings.MemoryBytes >> 20} MiB RAM, {settings.Vcpus} vCPUs, workload `{settings.Workload}`" +
+            (idle ? $", {settings.WssBytes >> 20} MiB of random bytes written before it starts" : ""));
         Console.WriteLine($"- pre-copy policy: default plus round cap {settings.MaxRounds}; hybrid: 1 round; {settings.Repeats} repeat(s), medians reported");
         Console.WriteLine($"- runtime: {env.Runtime}, {env.ProcessorCount} CPUs, tiered compilation {env.TieredCompilation}, load average {env.LoadAverageAtStart}");
         Console.WriteLine();
         if (!noWarmup)
         {
             Progress("warm-up (untimed): one small post-copy and one small pre-copy migration");
-            RunOnce(MigrationTechnique.PostCopy, 0, settings with { MemoryBytes = 64L << 20, WssBytes = 16L << 20, Workload = "memtouch:rate=5000,wss=16MiB,seed=7" });
-            RunOnce(MigrationTechnique.PreCopy, 0, settings with { MemoryBytes = 64L << 20, WssBytes = 16L << 20, Workload = "memtouch:rate=5000,wss=16MiB,seed=7" });
+            var warmup = settings with { MemoryBytes = 64L << 20, WssBytes = 16L << 20, Workload = "memtouch:rate=5000,wss=16MiB,seed=7", Idle = false };
+            RunOnce(MigrationTechnique.PostCopy, 0, warmup);
+            RunOnce(MigrationTechnique.PreCopy, 0, warmup);
         }
 
         var runs = new List<Run>();
@@ -99,12 +122,13 @@ internal static class PostCopyBenchmark
                 Progress($"{t.ToWire()}, repeat {r}");
                 Run run = RunOnce(t, r, settings);
                 runs.Add(run);
-                Progress($"  total {run.TotalMs:0} ms, downtime {run.DowntimeMs:0.0} ms, resume {run.ResumeMs:0} ms, faults {run.Faults} (p50 {run.FaultP50Ms:0.00} / p99 {run.FaultP99Ms:0.00} ms)");
+                Progress($"  total {run.TotalMs:0} ms, downtime {run.DowntimeMs:0.0} ms, resume {run.ResumeMs:0} ms, faults {run.Faults} (p50 {run.FaultP50Ms:0.00} / p99 {run.FaultP99Ms:0.00} ms), " +
+                    $"ops at the source {run.SourceOps} / destination {run.DestinationOps}, degradation % whole {run.DegradationPercent:0.0} / live {run.LiveDegradationPercent:0.0} / resume {Percent(run.ResumeDegradationPercent)}");
             }
         }
 
         var table = new MarkdownTable("technique", "total ms", "downtime ms", "resume ms", "live rounds", "wire MiB", "faults",
-            "fault p50 ms", "fault p99 ms", "fault max ms", "demand / pre-paged / pushed", "zero-filled", "degradation %");
+            "fault p50 ms", "fault p99 ms", "fault max ms", "demand / pre-paged / pushed", "zero-filled", "degradation % whole / live / resume");
         var inv = CultureInfo.InvariantCulture;
         foreach (MigrationTechnique t in techniques)
         {
@@ -121,18 +145,40 @@ internal static class PostCopyBenchmark
                 Stats.Median(mine.Select(x => x.FaultMaxMs)).ToString("0.00", inv),
                 string.Create(inv, $"{Stats.Median(mine.Select(x => (double)x.DemandPages)):0} / {Stats.Median(mine.Select(x => (double)x.PrePagedPages)):0} / {Stats.Median(mine.Select(x => (double)x.PushPages)):0}"),
                 Stats.Median(mine.Select(x => (double)x.ZeroFilledLocally)).ToString("0", inv),
-                Stats.Median(mine.Select(x => x.DegradationPercent)).ToString("0.0", inv));
+                Degradation(mine));
         }
         Console.WriteLine(table);
-        Console.WriteLine("Degradation counts only the guest's work at the source (post-copy's time at the destination counts as no work), so it overstates post-copy's cost.");
+        Console.WriteLine(idle
+            ? "Degradation: – for an idle guest (no baseline: it does no work to lose)."
+            : "Degradation (medians): whole = 1 − (guest ops at the source until the pause + at the destination after the resume) ÷ total time ÷ baseline, " +
+              "the downtime counting as no work; live = the source's live rounds alone; resume = the destination's rate while pages were still missing " +
+              "(– without a resume phase: pre-copy, or auto that did not switch).");
 
         ResultFile.Publish("postcopy", args, startedAt, env, settings, new { }, runs, outPath);
         return 0;
     }
 
+    /// <summary>whole / live / resume medians; – where a guest has no baseline, or no run had a resume phase.</summary>
+    private static string Degradation(IReadOnlyList<Run> runs)
+    {
+        if (runs.All(x => x.BaselineOpsPerSecond <= 0))
+        {
+            return "–";
+        }
+        var resume = runs.Where(x => x.ResumeDegradationPercent is not null).Select(x => x.ResumeDegradationPercent!.Value).ToList();
+        return string.Create(CultureInfo.InvariantCulture,
+            $"{Stats.Median(runs.Select(x => x.DegradationPercent)):0.0} / {Stats.Median(runs.Select(x => x.LiveDegradationPercent)):0.0} / {(resume.Count > 0 ? Stats.Median(resume).ToString("0.0", CultureInfo.InvariantCulture) : "–")}");
+    }
+
+    private static string Percent(double? value) => value is { } v ? v.ToString("0.0", CultureInfo.InvariantCulture) : "–";
+
     private static Run RunOnce(MigrationTechnique technique, int repeat, Settings s)
     {
         using var vm = VirtualMachine.Create(new VmConfig { Name = "bench-postcopy", MemoryBytes = s.MemoryBytes, Vcpus = s.Vcpus, Workload = s.Workload });
+        if (s.Idle)
+        {
+            WriteWorkingSet(vm, s.WssBytes);
+        }
         vm.Start();
         Thread.Sleep(TimeSpan.FromSeconds(1.2));
         var options = new MigrationOptions
@@ -167,10 +213,29 @@ internal static class PostCopyBenchmark
             PrePagedPages = pc.PrePagedPages,
             PushPages = pc.PushPages,
             ZeroFilledLocally = pc.ZeroFilledLocally,
+            BaselineOpsPerSecond = r.Degradation.BaselineOpsPerSecond,
+            SourceOps = r.Degradation.SourceOps,
+            DestinationOps = r.Degradation.DestinationOps,
+            ResumeOps = r.Degradation.ResumeOps,
             DegradationPercent = r.Degradation.DegradationPercent,
+            LiveDegradationPercent = r.Degradation.LiveDegradationPercent,
+            ResumeDegradationPercent = r.Degradation.ResumeDegradationPercent,
             StopReason = r.StopReason ?? "",
             Report = r,
         };
+    }
+
+    /// <summary>An idle guest's data: the first <paramref name="bytes"/> of RAM, random, as memtouch's working set would hold.</summary>
+    private static void WriteWorkingSet(VirtualMachine vm, long bytes)
+    {
+        var rng = new Random(7);
+        byte[] page = new byte[PageSize.Bytes];
+        long pages = Math.Min(vm.Memory.PageCount, PageSize.PagesFor(bytes));
+        for (long p = 0; p < pages; p++)
+        {
+            rng.NextBytes(page);
+            vm.Memory.Write(p, 0, page);
+        }
     }
 
     private static void Progress(string line) => Console.Error.WriteLine(line);

@@ -47,11 +47,14 @@ internal static class Program
               --no-warmup        skip the small untimed warm-up migration
               --out PATH         JSON results (default bench-results/convergence-<timestamp>.json)
 
-          postcopy      memtouch guest migrated by each technique at a bandwidth limit: downtime and total
-                        time against post-copy faults, fault latency and resume time
+          postcopy      one guest migrated by each technique at a bandwidth limit: downtime and total
+                        time against post-copy faults, fault latency, resume time and degradation
+                        (whole / live rounds / resume phase)
+              --workload W       memtouch | idle (default memtouch); idle: the working set holds
+                                 random bytes written before the guest starts, and nothing runs
               --memory SIZE      guest RAM (default 256MiB)
               --wss SIZE         working set, written at random with random bytes (default 128MiB)
-              --rate N           page writes per second (default 50000)
+              --rate N           memtouch page writes per second (default 50000)
               --techniques LIST  default precopy,postcopy,hybrid,auto
               --bandwidth RATE   sender limit (default 125MB/s)
               --vcpus N          guest vCPUs (default 2)

@@ -52,6 +52,12 @@ public sealed class CliTests
                 var postCopy = root.GetProperty("postCopy");
                 Assert.True(postCopy.GetProperty("used").GetBoolean());
                 Assert.True(timing.GetProperty("resumeMs").GetDouble() >= 0);
+                // The destination's count of the guest's work reached the report through the agents.
+                Assert.True(root.GetProperty("degradation").GetProperty("destinationMs").GetDouble() > 0);
+            }
+            if (technique is "precopy" or "stop-and-copy")
+            {
+                Assert.Equal(JsonValueKind.Null, root.GetProperty("degradation").GetProperty("resumeDegradationPercent").ValueKind);
             }
         }
         finally

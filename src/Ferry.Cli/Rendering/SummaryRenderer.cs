@@ -32,8 +32,13 @@ internal static class SummaryRenderer
             $"{UnitParser.FormatBytes(pages.WireBytes)} on the wire for {UnitParser.FormatBytes(pages.RawBytes)} of pages")));
         table.AddRow("total migration time", Ms(t.TotalMs));
         table.AddRow("application degradation", Markup.Escape(d.BaselineOpsPerSecond > 0
-            ? string.Create(inv, $"{d.BaselineOpsPerSecond:N0} ops/s before → {d.DuringOpsPerSecond:N0} ops/s during ({d.DegradationPercent:0.0}% lower; live rounds alone {d.LiveOpsPerSecond:N0} ops/s, {d.LiveDegradationPercent:0.0}% lower)")
+            ? string.Create(inv, $"{d.BaselineOpsPerSecond:N0} ops/s before → {d.DuringOpsPerSecond:N0} ops/s during ({d.DegradationPercent:0.0}% lower; {WhereCounted(d)}; live rounds alone {d.LiveOpsPerSecond:N0} ops/s, {d.LiveDegradationPercent:0.0}% lower)")
             : "no baseline (idle guest)"));
+        if (d.BaselineOpsPerSecond > 0 && d is { ResumeOpsPerSecond: { } resumeRate, ResumeDegradationPercent: { } resumePercent })
+        {
+            table.AddRow("degradation, resume phase", Markup.Escape(string.Create(inv,
+                $"{resumeRate:N0} ops/s at the destination while pages were missing ({resumePercent:0.0}% lower, over {t.ResumeMs:0.0} ms)")));
+        }
         if (r.PostCopy is { Used: true } pc)
         {
             table.AddRow("post-copy faults", Markup.Escape(string.Create(inv,
@@ -74,4 +79,9 @@ internal static class SummaryRenderer
         console.MarkupLine($"page install at the destination: {Markup.Escape(r.PageInstall.Backend)} ({Markup.Escape(r.PageInstall.Reason)})");
         console.MarkupLine($"stop: {Markup.Escape(r.StopReason ?? "-")}");
     }
+
+    /// <summary>Says whose work the "during" rate holds, so a post-copy figure is not read as the source's alone.</summary>
+    private static string WhereCounted(DegradationMetrics d) => d.DestinationMs > 0
+        ? string.Create(CultureInfo.InvariantCulture, $"{d.SourceOps:N0} ops at the source + {d.DestinationOps:N0} at the destination")
+        : string.Create(CultureInfo.InvariantCulture, $"{d.SourceOps:N0} ops, all at the source");
 }

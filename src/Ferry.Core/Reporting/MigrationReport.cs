@@ -120,6 +120,20 @@ public sealed record DegradationMetrics
 {
     public double BaselineWindowMs { get; init; }
     public double BaselineOpsPerSecond { get; init; }
+
+    /// <summary>Guest operations at the source, start → pause (or → end when it never paused).</summary>
+    public long SourceOps { get; init; }
+
+    /// <summary>Guest operations at the destination while the migration still depended on the source (post-copy: VM running → PostCopyEnd received); 0 when it sent no count.</summary>
+    public long DestinationOps { get; init; }
+
+    /// <summary>The span <see cref="DestinationOps"/> covers, on the destination's clock.</summary>
+    public double DestinationMs { get; init; }
+
+    /// <summary><see cref="SourceOps"/> + <see cref="DestinationOps"/>: the guest's work wherever it ran.</summary>
+    public long DuringOps { get; init; }
+
+    /// <summary><see cref="DuringOps"/> over the total migration time (the downtime counts as zero work).</summary>
     public double DuringOpsPerSecond { get; init; }
 
     /// <summary>1 − during/baseline, in percent (0 when there is no baseline).</summary>
@@ -130,6 +144,15 @@ public sealed record DegradationMetrics
 
     /// <summary>1 − live/baseline, in percent: what tracking and copying cost the running guest.</summary>
     public double LiveDegradationPercent { get; init; }
+
+    /// <summary>Guest operations in the resume phase (VM running at the destination → last pending page there); null without a resume phase.</summary>
+    public long? ResumeOps { get; init; }
+
+    /// <summary><see cref="ResumeOps"/> over <c>timing.resumeMs</c>; null without a resume phase.</summary>
+    public double? ResumeOpsPerSecond { get; init; }
+
+    /// <summary>1 − resume/baseline, in percent: what waiting for missing pages cost the guest; null without a resume phase, 0 without a baseline.</summary>
+    public double? ResumeDegradationPercent { get; init; }
 }
 
 public sealed record VerificationInfo

@@ -81,6 +81,7 @@ internal sealed class PostCopyReceiver
             setPhase("post-copy");
             long runningAt = Stopwatch.GetTimestamp();
             long lastPageAt = pages.Missing == 0 ? runningAt : 0;
+            var work = new GuestWorkMeter(vm, runningAt, allPagesPresent: lastPageAt != 0);
             double resumeMs = (runningAt - _switchAt) * 1000.0 / Stopwatch.Frequency;
             Send(FrameType.Resumed, ControlJson.Encode(new Resumed { ResumeMs = resumeMs }));
             while (true)
@@ -113,6 +114,7 @@ internal sealed class PostCopyReceiver
                         if (lastPageAt == 0 && pages.Missing == 0)
                         {
                             lastPageAt = Stopwatch.GetTimestamp();
+                            work.LastPageArrived();
                         }
                         break;
                     }
@@ -126,7 +128,7 @@ internal sealed class PostCopyReceiver
                             _recoveries == 0 && end.PagesSent != received ? $"source sent {end.PagesSent} pages, destination received {received}" :
                             mine != end.Digest ? "page contents differ" : null;
                         var (p50, p99, max) = pages.Latencies.Summarize();
-                        Send(FrameType.PostCopyComplete, ControlJson.Encode(new PostCopyComplete
+                        Send(FrameType.PostCopyComplete, ControlJson.Encode(work.AddTo(new PostCopyComplete
                         {
                             DigestMatches = problem is null,
                             DestinationDigest = MemoryDigest.Format(mine),
@@ -138,7 +140,7 @@ internal sealed class PostCopyReceiver
                             ResumeMs = lastPageAt == 0 ? 0 : (lastPageAt - runningAt) * 1000.0 / Stopwatch.Frequency,
                             FaultPath = kernelFaults ? KernelFaultPath : SoftwareFaultPath,
                             ZeroFilledOnFault = pages.ZeroFilledOnFault,
-                        }));
+                        })));
                         if (problem is not null)
                         {
                             throw new MigrationFailedException(MigrationFailure.DigestMismatch,

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Ferry.Core.Migration;
 using Ferry.Core.Paging;
 using Ferry.Core.Reporting;
+using Ferry.Protocol.Messages;
 using Ferry.Vm.Memory;
 
 namespace Ferry.Engine.Source;
@@ -15,13 +16,11 @@ public sealed partial class SourceMigration
         bool paused = ctx.PausedAt != 0;
         bool resumed = ctx.ResumedAt != 0;
         double totalMs = Ms(_start, end);
-        // Throughput during migration: work done at the source until the pause; the downtime
-        // contributes none. (Pre-copy ends at resume, so the destination adds nothing here.)
+        // The source's share of the guest's work ends at the pause; the destination's share comes from its own count.
         long opsEnd = ctx.OpsAtPause >= 0 ? ctx.OpsAtPause : (long)_vm.TotalOps;
-        double during = totalMs > 0 ? (opsEnd - ctx.OpsAtStart) / (totalMs / 1000) : 0;
-        double baseline = ctx.Baseline.OpsPerSecond;
         double liveMs = paused ? Ms(_start, ctx.PausedAt) : totalMs;
-        double live = liveMs > 0 ? (opsEnd - ctx.OpsAtStart) / (liveMs / 1000) : 0;
+        DegradationMetrics degradation = DegradationCalculator.Compute(ctx.Baseline.OpsPerSecond, ctx.Baseline.Covered.TotalMilliseconds,
+            opsEnd - ctx.OpsAtStart, liveMs, totalMs, DestinationWorkFrom(ctx.PostCopyComplete));
         var pre = _options.PreCopy;
         return new MigrationReport
         {
@@ -78,15 +77,7 @@ public sealed partial class SourceMigration
                 WireBytes = _writer.BytesWritten,
                 RawBytes = _pagesSent * PageSize.Bytes,
             },
-            Degradation = new DegradationMetrics
-            {
-                BaselineWindowMs = ctx.Baseline.Covered.TotalMilliseconds,
-                BaselineOpsPerSecond = baseline,
-                DuringOpsPerSecond = during,
-                DegradationPercent = baseline > 0 ? Math.Max(0, (1 - during / baseline) * 100) : 0,
-                LiveOpsPerSecond = live,
-                LiveDegradationPercent = baseline > 0 && liveMs > 0 ? Math.Max(0, (1 - live / baseline) * 100) : 0,
-            },
+            Degradation = degradation,
             Verification = new VerificationInfo
             {
                 SourceDigest = ctx.SourceDigest == 0 ? "" : MemoryDigest.Format(ctx.SourceDigest),
@@ -103,6 +94,20 @@ public sealed partial class SourceMigration
             Rounds = _rounds.ToArray(),
         };
     }
+
+    /// <summary>
+    /// The destination's count, once post-copy completed. A pre-copy destination sends none: its VM
+    /// ran inside this migration's interval only while the Resumed frame travelled (docs/report.md).
+    /// </summary>
+    private static DestinationWork? DestinationWorkFrom(PostCopyComplete? complete) =>
+        complete is { RunOps: { } runOps, RunMs: { } runMs } ? new DestinationWork
+        {
+            Ops = runOps,
+            Ms = runMs,
+            ResumeOps = complete.ResumeOps ?? 0,
+            // A resume phase whose ops were not counted would read as 100 % lost: leave it out instead.
+            ResumeMs = complete.ResumeOps is null ? 0 : complete.ResumeMs,
+        } : null;
 
     private static PostCopyMetrics BuildPostCopyMetrics(RunContext ctx) => !ctx.PostCopyUsed ? new PostCopyMetrics() : new PostCopyMetrics
     {

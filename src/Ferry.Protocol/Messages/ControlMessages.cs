@@ -82,6 +82,15 @@ public sealed record PostCopyComplete
 
     /// <summary>Kernel path: faults on never-written pages, zero-filled at the destination without asking the source.</summary>
     public long ZeroFilledOnFault { get; init; }
+
+    /// <summary>Guest operations over <see cref="ResumeMs"/>; null when not measured (no last page, or a destination that does not count).</summary>
+    public long? ResumeOps { get; init; }
+
+    /// <summary>Guest operations from the VM running here to PostCopyEnd received; null when not measured.</summary>
+    public long? RunOps { get; init; }
+
+    /// <summary>VM running here → PostCopyEnd received, on this side's clock (a duration: clocks are never compared across hosts).</summary>
+    public double? RunMs { get; init; }
 }
 
 /// <summary>Source → destination on a new connection: resume the post-copy of this migration after its link broke.</summary>

@@ -21,12 +21,15 @@ public sealed class PostCopyFrameTests
         FaultLatencyP99Ms = 1.5,
         FaultLatencyMaxMs = 2,
         ResumeMs = 40.5,
+        ResumeOps = 1200,
+        RunOps = 1500,
+        RunMs = 52.25,
         FaultPath = "userfaultfd",
         ZeroFilledOnFault = 7,
     };
 
     private const string CompleteJson =
-        """{"digestMatches":true,"destinationDigest":"0123456789abcdef","problem":null,"faults":3,"faultLatencyP50Ms":0.25,"faultLatencyP99Ms":1.5,"faultLatencyMaxMs":2,"resumeMs":40.5,"faultPath":"userfaultfd","zeroFilledOnFault":7}""";
+        """{"digestMatches":true,"destinationDigest":"0123456789abcdef","problem":null,"faults":3,"faultLatencyP50Ms":0.25,"faultLatencyP99Ms":1.5,"faultLatencyMaxMs":2,"resumeMs":40.5,"faultPath":"userfaultfd","zeroFilledOnFault":7,"resumeOps":1200,"runOps":1500,"runMs":52.25}""";
 
     private static void AssertGolden(string expected, FrameType type, byte[] payload, ulong sequence) =>
         Assert.Equal(Hex.Normalize(expected), Hex.Of(FrameWriter.Encode(type, payload, sequence)));
@@ -71,9 +74,22 @@ public sealed class PostCopyFrameTests
     {
         byte[] payload = ControlJson.Encode(SampleComplete);
         Assert.Equal(CompleteJson, Encoding.UTF8.GetString(payload));
-        AssertGolden("4efb08e79c86da62 | 10 00 0000 | de000000 | 0300000000000000" + Hex.Of(payload),
+        AssertGolden("001cd0d7b29f384b | 10 00 0000 | 0b010000 | 0300000000000000" + Hex.Of(payload),
             FrameType.PostCopyComplete, payload, 3);
         Assert.Equal(SampleComplete, ControlJson.Decode<PostCopyComplete>(payload, "post-copy complete"));
+    }
+
+    [Fact]
+    public void PostCopyComplete_without_the_guest_work_counts_reads_them_as_not_measured()
+    {
+        // What a destination that does not count sends: the source must not read it as "the guest did nothing".
+        const string withoutCounts =
+            """{"digestMatches":true,"destinationDigest":"0123456789abcdef","problem":null,"faults":3,"faultLatencyP50Ms":0.25,"faultLatencyP99Ms":1.5,"faultLatencyMaxMs":2,"resumeMs":40.5}""";
+        PostCopyComplete m = ControlJson.Decode<PostCopyComplete>(Encoding.UTF8.GetBytes(withoutCounts), "post-copy complete");
+        Assert.Equal(40.5, m.ResumeMs);
+        Assert.Null(m.ResumeOps);
+        Assert.Null(m.RunOps);
+        Assert.Null(m.RunMs);
     }
 
     [Fact]

@@ -1,0 +1,46 @@
+using System.Diagnostics;
+using Ferry.Protocol.Messages;
+using Ferry.Vm.Machine;
+
+namespace Ferry.Engine.Destination;
+
+/// <summary>
+/// Counts the guest's operations at the destination during post-copy. The source's own count
+/// stops at its pause, so without this the guest's work after the switch would read as none.
+/// Everything is measured on this host's clock and sent as durations.
+/// </summary>
+internal sealed class GuestWorkMeter
+{
+    private readonly VirtualMachine _vm;
+    private readonly long _runningAt;
+    private readonly ulong _opsAtRunning;
+    private ulong? _opsAtLastPage;
+
+    /// <param name="runningAt">When the VM started here (the start of the resume phase).</param>
+    /// <param name="allPagesPresent">Nothing was missing at the start: the resume phase is empty.</param>
+    public GuestWorkMeter(VirtualMachine vm, long runningAt, bool allPagesPresent)
+    {
+        _vm = vm;
+        _runningAt = runningAt;
+        _opsAtRunning = vm.TotalOps;
+        if (allPagesPresent)
+        {
+            _opsAtLastPage = _opsAtRunning;
+        }
+    }
+
+    /// <summary>The last pending page is installed: the resume phase ends. Later calls change nothing.</summary>
+    public void LastPageArrived() => _opsAtLastPage ??= _vm.TotalOps;
+
+    /// <summary>The verdict with the guest's work so far: the resume phase's ops, and everything since the VM started here.</summary>
+    public PostCopyComplete AddTo(PostCopyComplete verdict)
+    {
+        ulong now = _vm.TotalOps;
+        return verdict with
+        {
+            ResumeOps = _opsAtLastPage is { } last ? (long)(last - _opsAtRunning) : null,
+            RunOps = (long)(now - _opsAtRunning),
+            RunMs = (Stopwatch.GetTimestamp() - _runningAt) * 1000.0 / Stopwatch.Frequency,
+        };
+    }
+}
