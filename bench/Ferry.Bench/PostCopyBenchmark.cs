@@ -10,7 +10,8 @@ namespace Ferry.Bench;
 /// <summary>
 /// `postcopy`: the same guest migrated by each technique over a bandwidth-limited loopback link,
 /// to set pre-copy's downtime and total time against post-copy's fault count, fault latency,
-/// resume time and the guest's degradation (software post-copy path: vCPUs wait in managed code).
+/// resume time and the guest's degradation. <c>--page-install</c> picks the destination's post-copy
+/// fault path: uffd (kernel traps, resolver thread) or copy (software present-bitmap checks).
 /// The guest is memtouch, or an idle one whose working set holds random bytes written before it
 /// starts (the same pages to move, and nothing dirtied while they move).
 /// </summary>
@@ -30,11 +31,14 @@ internal static class PostCopyBenchmark
         public IReadOnlyList<string> Techniques { get; init; } = [];
         public string Workload { get; init; } = "";
         public bool Idle { get; init; }
+        public IReadOnlyList<string> PageInstalls { get; init; } = [];
     }
 
     public sealed record Run
     {
         public string Technique { get; init; } = "";
+        public string PageInstall { get; init; } = "";
+        public string FaultPath { get; init; } = "";
         public int Repeat { get; init; }
         public double TotalMs { get; init; }
         public double DowntimeMs { get; init; }
@@ -93,6 +97,8 @@ internal static class PostCopyBenchmark
             Workload = idle ? "idle" : $"memtouch:rate={rate},wss={wss >> 20}MiB,pattern=uniform,content=random,seed=7",
             Idle = idle,
         };
+        IReadOnlyList<PageInstallChoice> installs = args.PageInstallList("page-install", "auto");
+        settings = settings with { PageInstalls = installs.Select(BenchArgs.Name).ToArray() };
         string? outPath = args.String("out");
         bool noWarmup = args.Flag("no-warmup");
         args.RejectUnknown();
@@ -110,17 +116,21 @@ internal static class PostCopyBenchmark
         {
             Progress("warm-up (untimed): one small post-copy and one small pre-copy migration");
             var warmup = settings with { MemoryBytes = 64L << 20, WssBytes = 16L << 20, Workload = "memtouch:rate=5000,wss=16MiB,seed=7", Idle = false };
-            RunOnce(MigrationTechnique.PostCopy, 0, warmup);
-            RunOnce(MigrationTechnique.PreCopy, 0, warmup);
+            foreach (PageInstallChoice install in installs)
+            {
+                RunOnce(MigrationTechnique.PostCopy, install, 0, warmup);
+            }
+            RunOnce(MigrationTechnique.PreCopy, installs[0], 0, warmup);
         }
 
         var runs = new List<Run>();
         for (int r = 1; r <= settings.Repeats; r++)
         {
             foreach (MigrationTechnique t in techniques)
+            foreach (PageInstallChoice install in installs)
             {
-                Progress($"{t.ToWire()}, repeat {r}");
-                Run run = RunOnce(t, r, settings);
+                Progress($"{Label(t, install, installs)}, repeat {r}");
+                Run run = RunOnce(t, install, r, settings);
                 runs.Add(run);
                 Progress($"  total {run.TotalMs:0} ms, downtime {run.DowntimeMs:0.0} ms, resume {run.ResumeMs:0} ms, faults {run.Faults} (p50 {run.FaultP50Ms:0.00} / p99 {run.FaultP99Ms:0.00} ms), " +
                     $"ops at the source {run.SourceOps} / destination {run.DestinationOps}, degradation % whole {run.DegradationPercent:0.0} / live {run.LiveDegradationPercent:0.0} / resume {Percent(run.ResumeDegradationPercent)}");
@@ -131,9 +141,10 @@ internal static class PostCopyBenchmark
             "fault p50 ms", "fault p99 ms", "fault max ms", "demand / pre-paged / pushed", "zero-filled", "degradation % whole / live / resume");
         var inv = CultureInfo.InvariantCulture;
         foreach (MigrationTechnique t in techniques)
+        foreach (PageInstallChoice install in installs)
         {
-            var mine = runs.Where(x => x.Technique == t.ToWire()).ToList();
-            table.Add(t.ToWire(),
+            var mine = runs.Where(x => x.Technique == t.ToWire() && x.PageInstall == BenchArgs.Name(install)).ToList();
+            table.Add(Label(t, install, installs),
                 Stats.Median(mine.Select(x => x.TotalMs)).ToString("0", inv),
                 Stats.Median(mine.Select(x => x.DowntimeMs)).ToString("0.0", inv),
                 Stats.Median(mine.Select(x => x.ResumeMs)).ToString("0", inv),
@@ -172,7 +183,11 @@ internal static class PostCopyBenchmark
 
     private static string Percent(double? value) => value is { } v ? v.ToString("0.0", CultureInfo.InvariantCulture) : "–";
 
-    private static Run RunOnce(MigrationTechnique technique, int repeat, Settings s)
+    /// <summary>The technique, and the page install (the post-copy fault path) when more than one is compared.</summary>
+    private static string Label(MigrationTechnique t, PageInstallChoice install, IReadOnlyList<PageInstallChoice> installs) =>
+        installs.Count > 1 ? $"{t.ToWire()} ({BenchArgs.Name(install)})" : t.ToWire();
+
+    private static Run RunOnce(MigrationTechnique technique, PageInstallChoice install, int repeat, Settings s)
     {
         using var vm = VirtualMachine.Create(new VmConfig { Name = "bench-postcopy", MemoryBytes = s.MemoryBytes, Vcpus = s.Vcpus, Workload = s.Workload });
         if (s.Idle)
@@ -188,7 +203,7 @@ internal static class PostCopyBenchmark
             BaselineWindow = TimeSpan.FromSeconds(1),
             PreCopy = new PreCopyOptions { MaxRounds = s.MaxRounds },
         };
-        LoopbackMigration.Result m = LoopbackMigration.Run(vm, options, PageInstallChoice.Auto, $"bench-pc-{technique.ToWire()}-{repeat}", RunTimeout);
+        LoopbackMigration.Result m = LoopbackMigration.Run(vm, options, install, $"bench-pc-{technique.ToWire()}-{repeat}", RunTimeout);
         MigrationReport r = m.Report;
         if (r.Outcome != "completed" || !r.Verification.DigestsMatch)
         {
@@ -198,6 +213,8 @@ internal static class PostCopyBenchmark
         return new Run
         {
             Technique = technique.ToWire(),
+            PageInstall = BenchArgs.Name(install),
+            FaultPath = pc.FaultPath,
             Repeat = repeat,
             TotalMs = r.Timing.TotalMs,
             DowntimeMs = r.Timing.DowntimeMs,

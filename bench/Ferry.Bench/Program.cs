@@ -59,6 +59,8 @@ internal static class Program
               --bandwidth RATE   sender limit (default 125MB/s)
               --vcpus N          guest vCPUs (default 2)
               --max-rounds N     pre-copy round cap (default 10)
+              --page-install L   comma list of auto | uffd | copy (default auto): the destination's
+                                 post-copy fault path, userfaultfd (uffd) or software (copy)
               --repeats N        repeats (default 3); medians are reported
               --no-warmup        skip the small untimed warm-up migrations
               --out PATH         JSON results (default bench-results/postcopy-<timestamp>.json)
