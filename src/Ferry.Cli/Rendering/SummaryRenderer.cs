@@ -42,7 +42,7 @@ internal static class SummaryRenderer
         if (r.PostCopy is { Used: true } pc)
         {
             table.AddRow("post-copy faults", Markup.Escape(string.Create(inv,
-                $"{pc.Faults:N0} (latency p50 {pc.FaultLatencyP50Ms:0.00} ms, p99 {pc.FaultLatencyP99Ms:0.00} ms, max {pc.FaultLatencyMaxMs:0.00} ms)")));
+                $"{pc.Faults:N0} (latency p50 {pc.FaultLatencyP50Ms:0.00} ms, p99 {pc.FaultLatencyP99Ms:0.00} ms, max {pc.FaultLatencyMaxMs:0.00} ms) via {FaultPathName(pc.FaultPath)}")));
             string recovered = pc.Recoveries > 0 ? string.Create(inv, $"; {pc.Recoveries} reconnection(s), {pc.PagesSentAgain:N0} sent again") : "";
             table.AddRow("post-copy pages", Markup.Escape(string.Create(inv,
                 $"{pc.PendingAtSwitchover:N0} after resume: {pc.DemandPages:N0} on demand, {pc.PrePagedPages:N0} pre-paged, {pc.PushPages:N0} pushed; {pc.ZeroFilledLocally:N0} zero-filled locally{recovered}")));
@@ -84,4 +84,11 @@ internal static class SummaryRenderer
     private static string WhereCounted(DegradationMetrics d) => d.DestinationMs > 0
         ? string.Create(CultureInfo.InvariantCulture, $"{d.SourceOps:N0} ops at the source + {d.DestinationOps:N0} at the destination")
         : string.Create(CultureInfo.InvariantCulture, $"{d.SourceOps:N0} ops, all at the source");
+
+    /// <summary>The fault path's short name ("userfaultfd" or "software"), without the explanation after the colon.</summary>
+    private static string FaultPathName(string faultPath)
+    {
+        int colon = faultPath.IndexOf(':', StringComparison.Ordinal);
+        return colon > 0 ? faultPath[..colon] : faultPath.Length > 0 ? faultPath : "unknown path";
+    }
 }
