@@ -76,6 +76,9 @@ public sealed record PostCopyComplete
 
     /// <summary>VM running at the destination → last pending page installed.</summary>
     public double ResumeMs { get; init; }
+
+    /// <summary>Pages that arrived after switchover although already present (sent twice); 0 when nothing was re-sent needlessly.</summary>
+    public long DuplicatePages { get; init; }
 }
 
 /// <summary>Source → destination on a new connection: resume the post-copy of this migration after its link broke.</summary>

@@ -25,6 +25,10 @@ public sealed class PostCopyPages
     private long _missing;
     private volatile string? _failure;
 
+    // While the link to the source is down, page waits stop counting toward their timeout (guarded by _gate).
+    private long _pausedTicks;
+    private long _pausedSince;
+
     /// <param name="pending">Pages still at the source; every other page is present from the start.</param>
     /// <param name="request">Asks the source for a page; called on the faulting vCPU's thread, at most once per page. May throw when the link is gone.</param>
     /// <param name="waitTimeout">Longest a vCPU waits for one page before the migration fails.</param>
@@ -91,6 +95,52 @@ public sealed class PostCopyPages
         }
     }
 
+    /// <summary>True while page waits do not count toward their timeout (<see cref="PauseWaitDeadlines"/>).</summary>
+    public bool WaitDeadlinesPaused
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _pausedSince != 0;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The link to the source is down and the receiver waits for it to return: a page that cannot
+    /// arrive now is no reason to fail the VM, so waits keep waiting and their timeout stops counting
+    /// until <see cref="ResumeWaitDeadlines"/>. The receiver's own limit bounds the pause.
+    /// </summary>
+    public void PauseWaitDeadlines()
+    {
+        lock (_gate)
+        {
+            if (_pausedSince == 0)
+            {
+                _pausedSince = Math.Max(1, Stopwatch.GetTimestamp());
+            }
+        }
+    }
+
+    /// <summary>Pages can arrive again: waits resume counting toward their timeout where they left off.</summary>
+    public void ResumeWaitDeadlines()
+    {
+        lock (_gate)
+        {
+            if (_pausedSince != 0)
+            {
+                _pausedTicks += Stopwatch.GetTimestamp() - _pausedSince;
+                _pausedSince = 0;
+                Monitor.PulseAll(_gate);
+            }
+        }
+    }
+
+    /// <summary>Paused time up to <paramref name="at"/> (a timestamp); only a pause's part after <paramref name="notBefore"/> counts for the current one.</summary>
+    private long PausedTicksLocked(long at, long notBefore) =>
+        _pausedTicks + (_pausedSince == 0 ? 0 : Math.Max(0, at - Math.Max(_pausedSince, notBefore)));
+
     /// <summary>Blocks the calling vCPU until the page is present. Throws <see cref="GuestPageUnavailableException"/> when it never will be.</summary>
     public void WaitUntilPresent(long page)
     {
@@ -116,6 +166,7 @@ public sealed class PostCopyPages
             // A full fence before reading the present bit, paired with the one in MarkPresent: either
             // the installer sees a waiter and pulses, or this thread sees the page present.
             Interlocked.Increment(ref _waiters);
+            long pausedBefore = PausedTicksLocked(start, start);
             try
             {
                 while (!_present[page])
@@ -124,14 +175,16 @@ public sealed class PostCopyPages
                     {
                         throw new GuestPageUnavailableException(page, reason);
                     }
-                    long left = deadline - Stopwatch.GetTimestamp();
-                    if (left <= 0)
+                    long now = Stopwatch.GetTimestamp();
+                    long left = deadline + (PausedTicksLocked(now, start) - pausedBefore) - now;
+                    if (left <= 0 && _pausedSince == 0)
                     {
                         string timeout = $"page {page} did not arrive within {WaitTimeout.TotalSeconds:0.###} s";
                         FailLocked(timeout);
                         throw new GuestPageUnavailableException(page, timeout);
                     }
-                    Monitor.Wait(_gate, TimeSpan.FromSeconds(Math.Min(WakeCheck.TotalSeconds, left / (double)Stopwatch.Frequency)));
+                    double slice = _pausedSince != 0 ? WakeCheck.TotalSeconds : Math.Min(WakeCheck.TotalSeconds, left / (double)Stopwatch.Frequency);
+                    Monitor.Wait(_gate, TimeSpan.FromSeconds(slice));
                 }
             }
             finally

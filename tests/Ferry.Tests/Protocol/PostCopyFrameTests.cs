@@ -21,10 +21,11 @@ public sealed class PostCopyFrameTests
         FaultLatencyP99Ms = 1.5,
         FaultLatencyMaxMs = 2,
         ResumeMs = 40.5,
+        DuplicatePages = 2,
     };
 
     private const string CompleteJson =
-        """{"digestMatches":true,"destinationDigest":"0123456789abcdef","problem":null,"faults":3,"faultLatencyP50Ms":0.25,"faultLatencyP99Ms":1.5,"faultLatencyMaxMs":2,"resumeMs":40.5}""";
+        """{"digestMatches":true,"destinationDigest":"0123456789abcdef","problem":null,"faults":3,"faultLatencyP50Ms":0.25,"faultLatencyP99Ms":1.5,"faultLatencyMaxMs":2,"resumeMs":40.5,"duplicatePages":2}""";
 
     private static void AssertGolden(string expected, FrameType type, byte[] payload, ulong sequence) =>
         Assert.Equal(Hex.Normalize(expected), Hex.Of(FrameWriter.Encode(type, payload, sequence)));
@@ -69,7 +70,7 @@ public sealed class PostCopyFrameTests
     {
         byte[] payload = ControlJson.Encode(SampleComplete);
         Assert.Equal(CompleteJson, Encoding.UTF8.GetString(payload));
-        AssertGolden("e3e045cce7da3250 | 10 00 0000 | ae000000 | 0300000000000000" + Hex.Of(payload),
+        AssertGolden("3c51f7a319f1d5df | 10 00 0000 | c1000000 | 0300000000000000" + Hex.Of(payload),
             FrameType.PostCopyComplete, payload, 3);
         Assert.Equal(SampleComplete, ControlJson.Decode<PostCopyComplete>(payload, "post-copy complete"));
     }
