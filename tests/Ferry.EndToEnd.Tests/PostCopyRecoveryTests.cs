@@ -208,6 +208,31 @@ public sealed class PostCopyRecoveryTests
             "the destination's log to say the VM could not be completed");
     }
 
+    [Fact]
+    public async Task A_destination_that_gave_up_refuses_the_late_source_which_then_fails_at_once()
+    {
+        using var key = new KeyFile();
+        using var source = AgentProcess.Start(key);
+        using var dest = AgentProcess.Start(key, "--post-copy-pause-limit", "1s");
+        using var proxy = await ProxyTo(dest);
+        await source.Client.CreateVmAsync(Vm("late"), default);
+        var m = await source.Client.StartMigrationAsync(PostCopy("late", dest, proxy), default);
+        await UntilPostCopyAt(source, m.Id, 0.15);
+        proxy.Refusing = true;
+        Assert.Equal(1, proxy.CutAll());
+        await Wait.UntilAsync(() => dest.Client.ListIncomingAsync(default), l => l.Any(i => i.MigrationId == m.Id && i.State == "failed"), Long,
+            "the destination to stop waiting after its 1 s pause limit");
+
+        // The source is still within its 30 s of automatic retries; its next attempt reaches a destination with nothing waiting.
+        proxy.Refusing = false;
+        MigrationView done = await UntilEnded(source, m.Id);
+        Assert.Equal("failed", done.State);
+        Assert.Contains("the destination no longer has this post-copy", done.Error);
+        Assert.Contains("source keeps its paused copy", done.Error);
+        Assert.Equal("paused", (await source.Client.GetVmAsync("late", default)).State);
+        Assert.Empty(await dest.Client.ListVmsAsync(default));
+    }
+
     private static (int Exit, string Stdout, string Stderr) RunCli(params string[] args)
     {
         using var p = Process.Start(AgentProcess.FerryStartInfo(args))!;
