@@ -8,7 +8,7 @@ namespace Ferry.Engine.Destination;
 /// <summary>
 /// Where a post-copy whose link broke waits for the source to come back. A destination whose
 /// limits name a registry does not give up on a broken link after switchover: it registers the
-/// migration here, its vCPUs keep waiting for missing pages (bounded by their page timeout), and
+/// migration here, its vCPUs keep waiting for missing pages (their page timeout paused), and
 /// the next authenticated connection that opens with PostCopyResume for that migration is handed
 /// to it. Without a registry a broken link ends post-copy at once.
 /// </summary>
