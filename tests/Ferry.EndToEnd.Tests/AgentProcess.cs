@@ -56,9 +56,9 @@ internal sealed class AgentProcess : IDisposable
         return psi;
     }
 
-    public static AgentProcess Start(KeyFile key)
+    public static AgentProcess Start(KeyFile key, params string[] options)
     {
-        var process = Process.Start(FerryStartInfo("agent", "--listen", "127.0.0.1:0", "--key-file", key.Path))!;
+        var process = Process.Start(FerryStartInfo(["agent", "--listen", "127.0.0.1:0", "--key-file", key.Path, .. options]))!;
         var log = new StringBuilder();
         process.ErrorDataReceived += (_, e) =>
         {

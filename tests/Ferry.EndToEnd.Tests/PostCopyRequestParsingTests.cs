@@ -32,4 +32,31 @@ public sealed class PostCopyRequestParsingTests
         var ex = Assert.Throws<ArgumentException>(() => MigrationRequestParser.Parse(new StartMigrationRequest { Technique = "teleport" }));
         Assert.Contains("postcopy, hybrid, auto", ex.Message);
     }
+
+    [Fact]
+    public void Post_copy_pause_settings_default_generously_and_a_short_pause_limit_shortens_the_retry_window()
+    {
+        MigrationOptions d = MigrationRequestParser.Parse(new StartMigrationRequest { Technique = "postcopy" });
+        Assert.Equal(TimeSpan.FromSeconds(30), d.PostCopyRecoveryTimeout);
+        Assert.Equal(TimeSpan.FromMinutes(10), d.PostCopyPauseLimit);
+
+        MigrationOptions shortLimit = MigrationRequestParser.Parse(new StartMigrationRequest { Technique = "postcopy", PostCopyPauseLimit = "5s" });
+        Assert.Equal(TimeSpan.FromSeconds(5), shortLimit.PostCopyPauseLimit);
+        Assert.Equal(TimeSpan.FromSeconds(5), shortLimit.PostCopyRecoveryTimeout);
+
+        MigrationOptions both = MigrationRequestParser.Parse(new StartMigrationRequest { Technique = "postcopy", PostCopyRetryWindow = "2s", PostCopyPauseLimit = "1m" });
+        Assert.Equal(TimeSpan.FromSeconds(2), both.PostCopyRecoveryTimeout);
+        Assert.Equal(TimeSpan.FromMinutes(1), both.PostCopyPauseLimit);
+    }
+
+    [Theory]
+    [InlineData("soon", null, "post-copy retry window")]
+    [InlineData(null, "forever", "post-copy pause limit")]
+    [InlineData("1m", "10s", "must not be shorter than the automatic recovery window")]
+    public void Bad_post_copy_pause_settings_are_one_line_errors(string? window, string? limit, string expected)
+    {
+        var ex = Assert.Throws<ArgumentException>(() => MigrationRequestParser.Parse(
+            new StartMigrationRequest { Technique = "postcopy", PostCopyRetryWindow = window, PostCopyPauseLimit = limit }));
+        Assert.Contains(expected, ex.Message);
+    }
 }

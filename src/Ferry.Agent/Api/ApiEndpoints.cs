@@ -103,6 +103,13 @@ internal static class ApiEndpoints
         app.MapPost("/v1/migrations/{id}/cancel", (string id, MigrationManager m) =>
             m.Cancel(id) is { } v ? Results.Json(v, opts, statusCode: 202) : Error(404, $"no migration '{id}' on this agent"));
 
+        app.MapPost("/v1/migrations/{id}/resume", (string id, MigrationManager m) => m.Resume(id, out var view) switch
+        {
+            MigrationManager.ResumeResult.Resumed => Results.Json(view, opts, statusCode: 202),
+            MigrationManager.ResumeResult.NotPaused => Error(409, $"migration '{id}' is {view!.State}, not post-copy paused: nothing to resume"),
+            _ => Error(404, $"no migration '{id}' on this agent"),
+        });
+
         app.MapGet("/v1/incoming", (MigrationListener l) => Results.Json(l.List().ToArray(), opts));
     }
 

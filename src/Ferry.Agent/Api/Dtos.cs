@@ -66,6 +66,15 @@ public sealed record StartMigrationRequest
 
     /// <summary>Hybrid: pre-copy rounds before post-copy; null = 1.</summary>
     public int? HybridRounds { get; init; }
+
+    /// <summary>Post-copy: how long the source retries on its own after the link broke, e.g. "30s" (the default).</summary>
+    public string? PostCopyRetryWindow { get; init; }
+
+    /// <summary>Post-copy: how long a paused post-copy is kept, all pauses together, e.g. "10min" (the default).</summary>
+    public string? PostCopyPauseLimit { get; init; }
+
+    /// <summary>"ADDRESS:PORT" to connect to instead of the migration endpoint the target reports (a tunnel or proxy in between); null = as reported.</summary>
+    public string? MigrationEndpoint { get; init; }
 }
 
 public sealed record MigrationView

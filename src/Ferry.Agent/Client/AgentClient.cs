@@ -50,6 +50,10 @@ public sealed class AgentClient : IDisposable
     public Task<MigrationView> CancelMigrationAsync(string id, CancellationToken ct) =>
         SendAsync<MigrationView>(HttpMethod.Post, $"/v1/migrations/{Uri.EscapeDataString(id)}/cancel", null, ct);
 
+    /// <summary>Asks a post-copy paused migration to reconnect now; 404 (unknown id) and 409 (not paused) come back as <see cref="AgentApiException"/>.</summary>
+    public Task<MigrationView> ResumeMigrationAsync(string id, CancellationToken ct) =>
+        SendAsync<MigrationView>(HttpMethod.Post, $"/v1/migrations/{Uri.EscapeDataString(id)}/resume", null, ct);
+
     public Task<IncomingView[]> ListIncomingAsync(CancellationToken ct) => SendAsync<IncomingView[]>(HttpMethod.Get, "/v1/incoming", null, ct);
 
     private async Task<T> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken ct)

@@ -23,6 +23,12 @@ public sealed record AgentOptions
     /// <summary>Dirty log for outgoing migrations that do not ask for one.</summary>
     public Core.Tracking.DirtyLogChoice DefaultDirtyLog { get; init; } = Core.Tracking.DirtyLogChoice.Auto;
 
+    /// <summary>
+    /// Post-copy into this agent: how long a VM whose link to the source broke waits for the source
+    /// to come back before it is stopped and discarded. Matches the source's default pause limit.
+    /// </summary>
+    public TimeSpan PostCopyPauseLimit { get; init; } = Core.Migration.MigrationOptions.DefaultPostCopyPauseLimit;
+
     public static IPEndPoint ParseEndpoint(string text, string what)
     {
         if (!IPEndPoint.TryParse(text, out var ep) || text.IndexOf(':') < 0)

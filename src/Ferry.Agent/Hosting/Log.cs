@@ -31,4 +31,13 @@ internal static partial class Log
 
     [LoggerMessage(9, LogLevel.Information, "VM {VmId} created: {Memory} bytes, {Vcpus} vCPUs, {Workload}")]
     public static partial void VmCreated(ILogger logger, string vmId, long memory, int vcpus, string workload);
+
+    [LoggerMessage(10, LogLevel.Information, "Resume of paused post-copy {MigrationId} to {Target} requested: reconnecting")]
+    public static partial void ResumeRequested(ILogger logger, string migrationId, string target);
+
+    [LoggerMessage(11, LogLevel.Error, "Migration {MigrationId} of VM {VmId} failed after a post-copy switchover; the source copy is kept paused here: {Reason}")]
+    public static partial void OutgoingPostCopyFailed(ILogger logger, string migrationId, string vmId, string reason);
+
+    [LoggerMessage(12, LogLevel.Error, "VM {VmId} (migration {MigrationId}) from {Remote} ran here by post-copy but could not be completed: {Reason}")]
+    public static partial void IncomingPostCopyLost(ILogger logger, string vmId, string migrationId, string remote, string reason);
 }

@@ -117,7 +117,13 @@ public sealed class MigrationListener : IDisposable
                 Log.MigrationRefused(_logger, incoming.Remote, incoming.Error);
                 return;
             }
-            var limits = new DestinationLimits { MaxMemoryBytes = _options.MaxVmMemoryBytes, PageInstall = _options.PageInstall, PostCopyRecovery = _recovery };
+            var limits = new DestinationLimits
+            {
+                MaxMemoryBytes = _options.MaxVmMemoryBytes,
+                PageInstall = _options.PageInstall,
+                PostCopyRecovery = _recovery,
+                RecoveryTimeout = _options.PostCopyPauseLimit,
+            };
             socket.ReceiveTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
             socket.SendTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
             incoming.State = "receiving";
@@ -148,7 +154,14 @@ public sealed class MigrationListener : IDisposable
         {
             incoming.State = "failed";
             incoming.Error = ex is IOException io ? "connection lost: " + (io.InnerException?.Message ?? io.Message) : ex.Message;
-            Log.IncomingFailed(_logger, incoming.Remote, incoming.Error);
+            if (incoming.Session is { Phase: not "receiving", Offer: { } offer })
+            {
+                Log.IncomingPostCopyLost(_logger, offer.VmId, offer.MigrationId, incoming.Remote, incoming.Error);
+            }
+            else
+            {
+                Log.IncomingFailed(_logger, incoming.Remote, incoming.Error);
+            }
         }
         finally
         {

@@ -46,6 +46,11 @@ public sealed class MigrationManager : IDisposable
         {
             throw new ArgumentException($"target '{request.Target}' is not an agent URL (example: http://127.0.0.1:7101)");
         }
+        IPEndPoint? viaEndpoint = null;
+        if (request.MigrationEndpoint is { } via && (!IPEndPoint.TryParse(via, out viaEndpoint) || via.IndexOf(':') < 0))
+        {
+            throw new ArgumentException($"migration endpoint '{via}' is not ADDRESS:PORT (example: 127.0.0.1:7200)");
+        }
         if (_vms.Find(request.VmId) is null)
         {
             throw new KeyNotFoundException($"no VM '{request.VmId}' on this agent");
@@ -61,7 +66,7 @@ public sealed class MigrationManager : IDisposable
         }
         var job = new OutgoingMigration { Id = "m-" + Guid.NewGuid().ToString("n")[..10], VmId = vm.Id, Target = target.ToString().TrimEnd('/') };
         _jobs[job.Id] = job;
-        job.Thread = new Thread(() => Run(job, vm, target, options)) { IsBackground = true, Name = "migrate:" + job.Id };
+        job.Thread = new Thread(() => Run(job, vm, target, viaEndpoint, options)) { IsBackground = true, Name = "migrate:" + job.Id };
         job.Thread.Start();
         Log.OutgoingStarted(_logger, job.Id, vm.Id, job.Target);
         return job.View();
@@ -71,6 +76,32 @@ public sealed class MigrationManager : IDisposable
 
     public IEnumerable<MigrationView> List() => _jobs.Values.Select(j => j.View()).OrderBy(v => v.Id, StringComparer.Ordinal);
 
+    /// <summary>What a resume request found.</summary>
+    public enum ResumeResult
+    {
+        Resumed,
+        NotFound,
+        NotPaused,
+    }
+
+    /// <summary>Asks a paused post-copy to reconnect now, with a fresh automatic window.</summary>
+    public ResumeResult Resume(string id, out MigrationView? view)
+    {
+        view = null;
+        if (!_jobs.TryGetValue(id, out var job))
+        {
+            return ResumeResult.NotFound;
+        }
+        bool resumed = job.Session?.RequestResume() == true;
+        view = job.View();
+        if (resumed)
+        {
+            Log.ResumeRequested(_logger, id, job.Target);
+        }
+        return resumed ? ResumeResult.Resumed : ResumeResult.NotPaused;
+    }
+
+    /// <summary>Before switchover this stops the migration and the VM keeps running here; after a post-copy switchover it only acts while post-copy is paused, and abandons it.</summary>
     public MigrationView? Cancel(string id)
     {
         if (!_jobs.TryGetValue(id, out var job))
@@ -84,12 +115,12 @@ public sealed class MigrationManager : IDisposable
         return job.View();
     }
 
-    private void Run(OutgoingMigration job, VirtualMachine vm, Uri target, MigrationOptions options)
+    private void Run(OutgoingMigration job, VirtualMachine vm, Uri target, IPEndPoint? via, MigrationOptions options)
     {
         Stream? stream = null;
         try
         {
-            IPEndPoint migrationEndpoint = ResolveMigrationEndpoint(target, job.Cancel.Token);
+            IPEndPoint migrationEndpoint = via ?? ResolveMigrationEndpoint(target, job.Cancel.Token);
             // A forced kernel log the host cannot give fails here, before anything touches the VM.
             using IDirtyLog dirtyLog = DirtyLogFactory.Create(vm.Memory, options.DirtyLog, workload: vm.Workload);
             stream = Connect(migrationEndpoint, job.Cancel.Token);
@@ -101,7 +132,10 @@ public sealed class MigrationManager : IDisposable
                 Stream again = Connect(migrationEndpoint, ct);
                 try
                 {
+                    // A listener that accepts but never answers must cost one attempt, not the whole pause.
+                    again.ReadTimeout = (int)ConnectTimeout.TotalMilliseconds;
                     MigrationHandshake.RunClient(again, _options.Key);
+                    again.ReadTimeout = Timeout.Infinite;
                     return again;
                 }
                 catch
@@ -129,7 +163,11 @@ public sealed class MigrationManager : IDisposable
             }
             job.State = result.Report.Outcome;
             Log.OutgoingEnded(_logger, job.Id, vm.Id, result.Report.Outcome, result.Report.Timing.TotalMs, result.Report.Timing.DowntimeMs);
-            if (!result.VmMoved)
+            if (!result.VmMoved && result.Report.PostCopy.Used)
+            {
+                Log.OutgoingPostCopyFailed(_logger, job.Id, vm.Id, result.Report.Error ?? "");
+            }
+            else if (!result.VmMoved)
             {
                 Log.OutgoingFailed(_logger, job.Id, vm.Id, result.Report.Error ?? "");
             }

@@ -51,6 +51,18 @@ public static class MigrationRequestParser
             DirtyPageThreshold = r.DirtyPageThreshold,
             MaxRamMultiple = r.MaxRamMultiple ?? pre.MaxRamMultiple,
         };
+        TimeSpan pauseLimit = MigrationOptions.DefaultPostCopyPauseLimit;
+        if (!string.IsNullOrWhiteSpace(r.PostCopyPauseLimit))
+        {
+            pauseLimit = UnitParser.TryParseDuration(r.PostCopyPauseLimit, out var p, out string e4) ? p : throw new ArgumentException("post-copy pause limit: " + e4);
+        }
+        // A short pause limit alone shortens the automatic window with it, rather than being refused for undercutting the default window.
+        TimeSpan retryWindow = new MigrationOptions().PostCopyRecoveryTimeout;
+        retryWindow = retryWindow < pauseLimit ? retryWindow : pauseLimit;
+        if (!string.IsNullOrWhiteSpace(r.PostCopyRetryWindow))
+        {
+            retryWindow = UnitParser.TryParseDuration(r.PostCopyRetryWindow, out var w, out string e5) ? w : throw new ArgumentException("post-copy retry window: " + e5);
+        }
         var options = new MigrationOptions
         {
             Technique = technique,
@@ -58,6 +70,8 @@ public static class MigrationRequestParser
             MaxBandwidthBytesPerSecond = bandwidth,
             DirtyLog = dirtyLog,
             HybridRounds = r.HybridRounds ?? Core.Policy.HybridPolicy.DefaultRounds,
+            PostCopyRecoveryTimeout = retryWindow,
+            PostCopyPauseLimit = pauseLimit,
         };
         try
         {

@@ -27,12 +27,15 @@ internal sealed class OutgoingMigration
 
     public bool IsFinished => State is "completed" or "failed" or "cancelled" or "unconfirmed";
 
+    /// <summary>"running" says too little once the link broke after switchover: the API shows the pause as a state of its own.</summary>
+    public string VisibleState => State == "running" && Session is { IsPostCopyPaused: true } ? "post-copy paused" : State;
+
     public MigrationView View() => new()
     {
         Id = Id,
         VmId = VmId,
         Target = Target,
-        State = State,
+        State = VisibleState,
         Progress = Session?.Progress ?? new MigrationProgress { Phase = State },
         Error = Error,
         Report = Report,

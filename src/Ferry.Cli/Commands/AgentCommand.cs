@@ -20,7 +20,8 @@ internal static class AgentCommand
         var maxMemory = new Option<string>("--max-vm-memory") { Description = "largest VM this agent accepts", DefaultValueFactory = _ => "64GiB" };
         var dirtyLog = new Option<string>("--dirty-log") { Description = "dirty log for migrations that do not name one: auto, kernel or software", DefaultValueFactory = _ => "auto" };
         var pageInstall = new Option<string>("--page-install") { Description = "how incoming pages are installed: auto, uffd (UFFDIO_COPY runs) or copy", DefaultValueFactory = _ => "auto" };
-        var cmd = new Command("agent", "Run a host agent: runs VMs, accepts migrations, serves the control API") { listen, keyFile, migrationListen, maxMemory, dirtyLog, pageInstall };
+        var pauseLimit = new Option<string>("--post-copy-pause-limit") { Description = "how long a VM arriving by post-copy waits for its source after the link broke, before it is stopped and discarded", DefaultValueFactory = _ => "10m" };
+        var cmd = new Command("agent", "Run a host agent: runs VMs, accepts migrations, serves the control API") { listen, keyFile, migrationListen, maxMemory, dirtyLog, pageInstall, pauseLimit };
         cmd.SetAction(async (parse, ct) =>
         {
             var api = AgentOptions.ParseEndpoint(parse.GetValue(listen)!, "--listen");
@@ -54,6 +55,10 @@ internal static class AgentCommand
             {
                 throw new UsageException("--page-install: " + ex.Message);
             }
+            if (!UnitParser.TryParseDuration(parse.GetValue(pauseLimit)!, out TimeSpan pauseLimitValue, out string perr) || pauseLimitValue <= TimeSpan.Zero)
+            {
+                throw new UsageException("--post-copy-pause-limit: " + (perr.Length > 0 ? perr : "must be positive"));
+            }
             ClusterKey key;
             try
             {
@@ -63,7 +68,7 @@ internal static class AgentCommand
             {
                 throw new UsageException(ex.Message);
             }
-            var options = new AgentOptions { ApiEndpoint = api, MigrationEndpoint = mig, Key = key, MaxVmMemoryBytes = max, DefaultDirtyLog = dirtyLogChoice, PageInstall = installChoice };
+            var options = new AgentOptions { ApiEndpoint = api, MigrationEndpoint = mig, Key = key, MaxVmMemoryBytes = max, DefaultDirtyLog = dirtyLogChoice, PageInstall = installChoice, PostCopyPauseLimit = pauseLimitValue };
             await using var app = AgentHost.Build(options);
             string url;
             try

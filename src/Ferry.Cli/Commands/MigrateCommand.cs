@@ -25,7 +25,8 @@ internal static class MigrateCommand
     private sealed record Settings(
         string Memory, int Vcpus, string Workload, string Fill, string Technique, string DirtyLog, string? MaxBandwidth, string? DowntimeLimit,
         int? MaxRounds, long? DirtyThreshold, double? MaxRamMultiple, string? Timeout, int? HybridRounds, TimeSpan Baseline,
-        Uri? From, Uri? To, string? KeyFile, string? VmId, string ReportPath, bool Json);
+        Uri? From, Uri? To, string? KeyFile, string? VmId, string ReportPath, bool Json,
+        string? RetryWindow = null, string? PauseLimit = null, string? ResumeId = null);
 
     public static Command Create()
     {
@@ -49,10 +50,13 @@ internal static class MigrateCommand
         var vm = new Option<string?>("--vm") { Description = "migrate this existing VM on --from instead of creating one" };
         var report = new Option<string>("--report") { Description = "where to write the JSON report", DefaultValueFactory = _ => "ferry-report.json" };
         var json = new Option<bool>("--json") { Description = "print the report as JSON instead of the progress display and tables" };
+        var retryWindow = new Option<string?>("--post-copy-retry-window") { Description = "post-copy: how long the source reconnects on its own after the link broke (default 30s)" };
+        var pauseLimit = new Option<string?>("--post-copy-pause-limit") { Description = "post-copy: how long a paused post-copy is kept before it fails (default 10m)" };
+        var resume = new Option<string?>("--resume") { Description = "resume the paused post-copy migration with this id on --from (needs --key-file), then follow it to the end" };
         var cmd = new Command("migrate", "Migrate a running VM between two agents, with live progress and a report")
         {
             memory, vcpus, workload, fill, technique, dirtyLog, maxBandwidth, downtime, maxRounds, dirtyThreshold, ramMultiple, timeout,
-            hybridRounds, baseline, from, to, keyFile, vm, report, json,
+            hybridRounds, baseline, from, to, keyFile, vm, report, json, retryWindow, pauseLimit, resume,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -61,7 +65,12 @@ internal static class MigrateCommand
                 p.GetValue(maxBandwidth), p.GetValue(downtime), p.GetValue(maxRounds), p.GetValue(dirtyThreshold), p.GetValue(ramMultiple),
                 p.GetValue(timeout), p.GetValue(hybridRounds), ParseDuration(p.GetValue(baseline)!, "--baseline"),
                 ParseUrl(p.GetValue(from), "--from"), ParseUrl(p.GetValue(to), "--to"), p.GetValue(keyFile), p.GetValue(vm),
-                p.GetValue(report)!, p.GetValue(json));
+                p.GetValue(report)!, p.GetValue(json), p.GetValue(retryWindow), p.GetValue(pauseLimit), p.GetValue(resume));
+            if (s.ResumeId is not null)
+            {
+                ValidateResume(s);
+                return await ResumeAsync(s, ct).ConfigureAwait(false);
+            }
             Validate(s);
             return await RunAsync(s, ct).ConfigureAwait(false);
         });
@@ -75,6 +84,28 @@ internal static class MigrateCommand
         text is null ? null
         : Uri.TryCreate(text, UriKind.Absolute, out var u) && u.Scheme is "http" or "https" ? u
         : throw new UsageException($"{option}: '{text}' is not an agent URL (example: http://127.0.0.1:7100)");
+
+    /// <summary>A resume names an existing migration on one agent: nothing else to create or choose.</summary>
+    private static void ValidateResume(Settings s)
+    {
+        if (string.IsNullOrWhiteSpace(s.ResumeId))
+        {
+            throw new UsageException("--resume: give the migration id (as listed by the source agent)");
+        }
+        if (s.From is null)
+        {
+            throw new UsageException("--resume needs --from, the URL of the source agent that runs the migration");
+        }
+        if (s.KeyFile is null)
+        {
+            throw new UsageException("--key-file is needed with --resume");
+        }
+        if (s.To is not null || s.VmId is not null)
+        {
+            throw new UsageException("--resume continues a migration that already knows its VM and destination; drop --to/--vm");
+        }
+        CheckReportPath(s.ReportPath);
+    }
 
     /// <summary>Checks every value before anything starts, so a typo costs nothing.</summary>
     private static void Validate(Settings s)
@@ -123,7 +154,12 @@ internal static class MigrateCommand
         {
             throw new UsageException("--vm names a VM on --from; give --from/--to too");
         }
-        string? dir = Path.GetDirectoryName(Path.GetFullPath(s.ReportPath));
+        CheckReportPath(s.ReportPath);
+    }
+
+    private static void CheckReportPath(string path)
+    {
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (dir is not null && !Directory.Exists(dir))
         {
             throw new UsageException($"--report: directory '{dir}' does not exist");
@@ -143,12 +179,12 @@ internal static class MigrateCommand
         DirtyPageThreshold = s.DirtyThreshold,
         MaxRamMultiple = s.MaxRamMultiple,
         Timeout = s.Timeout,
+        PostCopyRetryWindow = s.RetryWindow,
+        PostCopyPauseLimit = s.PauseLimit,
     };
 
     private static async Task<int> RunAsync(Settings s, CancellationToken ct)
     {
-        IAnsiConsole console = AnsiConsole.Console;
-        bool live = !s.Json && !Console.IsOutputRedirected;
         ChildAgents? children = null;
         try
         {
@@ -198,35 +234,13 @@ internal static class MigrateCommand
                 vmId = s.VmId;
             }
             var started = await source.StartMigrationAsync(ToRequest(s, vmId, to.ToString()), ct).ConfigureAwait(false);
-            MigrationView final = live
-                ? await WatchLiveAsync(console, source, started.Id, ct).ConfigureAwait(false)
-                : await WatchPlainAsync(s, source, started.Id, ct).ConfigureAwait(false);
-            MigrationReport? report = final.Report;
-            if (report is null)
-            {
-                // Failed before the engine started (e.g. destination unreachable): no report from the engine.
-                report = new MigrationReport { MigrationId = final.Id, Outcome = final.State, Error = final.Error, Vm = new VmInfo { Id = vmId } };
-            }
-            WriteReport(s.ReportPath, report);
-            if (s.Json)
-            {
-                Console.Out.WriteLine(JsonSerializer.Serialize(report, AgentJson.Indented));
-            }
-            else if (final.Report is null)
-            {
-                Console.Error.WriteLine($"ferry: migration {final.State}: {final.Error}");
-            }
-            else
-            {
-                SummaryRenderer.Render(console, report);
-                console.MarkupLine($"report written to [bold]{Markup.Escape(Path.GetFullPath(s.ReportPath))}[/]");
-            }
-            if (report.Outcome != "completed" && children is not null)
+            int exit = await FollowAsync(s, source, started.Id, vmId, ct).ConfigureAwait(false);
+            if (exit != 0 && children is not null)
             {
                 children.KeepLog = true;
                 Console.Error.WriteLine($"ferry: agent logs kept in {children.LogFile}");
             }
-            return report.Outcome == "completed" ? 0 : 1;
+            return exit;
         }
         catch (AgentApiException ex)
         {
@@ -244,6 +258,77 @@ internal static class MigrateCommand
                 await children.DisposeAsync().ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary><c>--resume ID</c>: asks the source agent to reconnect a paused post-copy now, then follows it as a new migration would be.</summary>
+    private static async Task<int> ResumeAsync(Settings s, CancellationToken ct)
+    {
+        ClusterKey key;
+        try
+        {
+            key = ClusterKey.Load(s.KeyFile!);
+        }
+        catch (ArgumentException ex)
+        {
+            throw new UsageException(ex.Message);
+        }
+        using var source = new AgentClient(s.From!, key);
+        MigrationView resumed;
+        try
+        {
+            resumed = await source.ResumeMigrationAsync(s.ResumeId!, ct).ConfigureAwait(false);
+        }
+        catch (AgentApiException ex) when (ex.Status is System.Net.HttpStatusCode.NotFound or System.Net.HttpStatusCode.Conflict)
+        {
+            // The id or the moment is wrong, not the agent: a usage error.
+            throw new UsageException("--resume: " + ex.Message);
+        }
+        catch (AgentApiException ex)
+        {
+            Console.Error.WriteLine($"ferry: {ex.Message}");
+            return 1;
+        }
+        Status(s, $"resuming post-copy of migration {resumed.Id} (VM {resumed.VmId} to {resumed.Target})…");
+        try
+        {
+            return await FollowAsync(s, source, resumed.Id, resumed.VmId, ct).ConfigureAwait(false);
+        }
+        catch (AgentApiException ex)
+        {
+            Console.Error.WriteLine($"ferry: {ex.Message}");
+            return 1;
+        }
+    }
+
+    /// <summary>Live progress until the migration ends, then the summary and the report file. Returns the exit code.</summary>
+    private static async Task<int> FollowAsync(Settings s, AgentClient source, string id, string vmId, CancellationToken ct)
+    {
+        IAnsiConsole console = AnsiConsole.Console;
+        bool live = !s.Json && !Console.IsOutputRedirected;
+        MigrationView final = live
+            ? await WatchLiveAsync(console, source, id, ct).ConfigureAwait(false)
+            : await WatchPlainAsync(s, source, id, ct).ConfigureAwait(false);
+        MigrationReport? report = final.Report;
+        if (report is null)
+        {
+            // Failed before the engine started (e.g. destination unreachable): no report from the engine.
+            report = new MigrationReport { MigrationId = final.Id, Outcome = final.State, Error = final.Error, Vm = new VmInfo { Id = vmId } };
+        }
+        WriteReport(s.ReportPath, report);
+        if (s.Json)
+        {
+            Console.Out.WriteLine(JsonSerializer.Serialize(report, AgentJson.Indented));
+        }
+        else if (final.Report is null)
+        {
+            Console.Error.WriteLine($"ferry: migration {final.State}: {final.Error}");
+        }
+        else
+        {
+            SummaryRenderer.Render(console, report);
+            console.MarkupLine($"report written to [bold]{Markup.Escape(Path.GetFullPath(s.ReportPath))}[/]");
+        }
+        return report.Outcome == "completed" ? 0 : 1;
     }
 
     private static void Status(Settings s, string text)
@@ -291,10 +376,16 @@ internal static class MigrateCommand
     {
         MigrationView view = await source.GetMigrationAsync(id, CancellationToken.None).ConfigureAwait(false);
         DateTime lastLine = DateTime.MinValue;
+        bool hinted = false;
         while (true)
         {
             view = await PollAsync(source, id, view, ct).ConfigureAwait(false);
             bool done = IsFinished(view.State);
+            if (!s.Json && view.Progress is { AwaitingResume: true } && !hinted)
+            {
+                hinted = true;
+                Console.Error.WriteLine($"ferry: post-copy paused and no longer retrying on its own; once the link is back: ferry migrate --resume {id} --from {source.BaseAddress} --key-file FILE (Ctrl+C abandons it)");
+            }
             if (!s.Json && view.Progress is { } p && (done || DateTime.UtcNow - lastLine > TimeSpan.FromSeconds(1)))
             {
                 lastLine = DateTime.UtcNow;

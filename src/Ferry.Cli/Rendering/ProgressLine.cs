@@ -10,6 +10,11 @@ internal static class ProgressLine
     public static string Describe(MigrationProgress p)
     {
         var inv = CultureInfo.InvariantCulture;
+        if (p.Detail is { } detail)
+        {
+            // Paused: rates and an ETA mean nothing while the link is down; say what it waits for instead.
+            return string.Create(inv, $"{p.Phase,-13} RAM sent {p.RamSentFraction * 100,5:0.0}%  {detail}");
+        }
         string eta = p.EtaSeconds is { } e ? (e < 0.05 && p.Phase != "completed" ? "finishing" : string.Create(inv, $"{e:0.0} s")) : "…";
         return string.Create(inv,
             $"{p.Phase,-13} round {p.Round,2}  RAM sent {p.RamSentFraction * 100,5:0.0}%  round {p.RoundPagesSent}/{p.RoundPages} pages  " +

@@ -43,7 +43,7 @@ internal static class SummaryRenderer
         {
             table.AddRow("post-copy faults", Markup.Escape(string.Create(inv,
                 $"{pc.Faults:N0} (latency p50 {pc.FaultLatencyP50Ms:0.00} ms, p99 {pc.FaultLatencyP99Ms:0.00} ms, max {pc.FaultLatencyMaxMs:0.00} ms) via {FaultPathName(pc.FaultPath)}")));
-            string recovered = pc.Recoveries > 0 ? string.Create(inv, $"; {pc.Recoveries} reconnection(s), {pc.PagesSentAgain:N0} sent again") : "";
+            string recovered = pc.Recoveries > 0 ? string.Create(inv, $"; {pc.Recoveries} reconnection(s) after {pc.PausedMs / 1000:0.0} s paused, {pc.PagesSentAgain:N0} lost in flight and sent again, {pc.DuplicatePages:N0} duplicates") : "";
             table.AddRow("post-copy pages", Markup.Escape(string.Create(inv,
                 $"{pc.PendingAtSwitchover:N0} after resume: {pc.DemandPages:N0} on demand, {pc.PrePagedPages:N0} pre-paged, {pc.PushPages:N0} pushed; {pc.ZeroFilledLocally:N0} zero-filled locally{recovered}")));
         }

@@ -7,6 +7,8 @@ public sealed record MigrationOptions
 {
     public static readonly TimeSpan DefaultBaselineWindow = TimeSpan.FromSeconds(3);
 
+    public static readonly TimeSpan DefaultPostCopyPauseLimit = TimeSpan.FromMinutes(10);
+
     public MigrationTechnique Technique { get; init; } = MigrationTechnique.PreCopy;
 
     /// <summary>Which dirty log tracks the guest during live rounds.</summary>
@@ -29,8 +31,20 @@ public sealed record MigrationOptions
     /// <summary>Post-copy: how long the source waits for the destination's confirmation that every page arrived, after the last one was sent.</summary>
     public TimeSpan PostCopyCompletionTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Post-copy: how long the source keeps trying to reach the destination again after the link broke (when it can reconnect at all).</summary>
+    /// <summary>
+    /// Post-copy: how long the source keeps trying, on its own, to reach the destination again after
+    /// the link broke (when it can reconnect at all), with <see cref="ReconnectBackoff"/> between
+    /// attempts. Once spent, post-copy stays paused until a resume request starts another such
+    /// window, a cancel abandons it, or <see cref="PostCopyPauseLimit"/> passes.
+    /// </summary>
     public TimeSpan PostCopyRecoveryTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Post-copy: the longest the source keeps a paused post-copy (from the moment its link broke)
+    /// before it gives up. Generous by default so an operator has time to repair the link; a
+    /// destination agent waits as long (its own pause limit) before it stops the VM.
+    /// </summary>
+    public TimeSpan PostCopyPauseLimit { get; init; } = DefaultPostCopyPauseLimit;
 
     /// <summary>How long to wait for the destination at switchover before giving up.</summary>
     public TimeSpan SwitchoverTimeout { get; init; } = TimeSpan.FromSeconds(30);
@@ -57,6 +71,10 @@ public sealed record MigrationOptions
         if (PostCopyRecoveryTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(PostCopyRecoveryTimeout), "post-copy recovery timeout must be positive");
+        }
+        if (PostCopyPauseLimit < PostCopyRecoveryTimeout)
+        {
+            throw new ArgumentOutOfRangeException(nameof(PostCopyPauseLimit), "post-copy pause limit must not be shorter than the automatic recovery window");
         }
         if (PostCopyCompletionTimeout <= TimeSpan.Zero)
         {

@@ -17,4 +17,10 @@ public sealed record MigrationProgress
     /// <summary>Estimated seconds to completion; never increases between snapshots (null = unknown).</summary>
     public double? EtaSeconds { get; init; }
     public double ElapsedSeconds { get; init; }
+
+    /// <summary>What a paused phase is waiting for, in words (null otherwise): e.g. the next reconnection attempt, or a resume request.</summary>
+    public string? Detail { get; init; }
+
+    /// <summary>Post-copy paused and the automatic reconnection window is spent: only a resume request (or a cancel) moves it on.</summary>
+    public bool AwaitingResume { get; init; }
 }

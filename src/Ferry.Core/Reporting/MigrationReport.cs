@@ -238,4 +238,10 @@ public sealed record PostCopyMetrics
 
     /// <summary>Pages sent before a break that never arrived, and were sent again after it.</summary>
     public long PagesSentAgain { get; init; }
+
+    /// <summary>Pages the destination received after switchover while it already had them (measured there): sent for nothing.</summary>
+    public long DuplicatePages { get; init; }
+
+    /// <summary>Time post-copy spent paused (link down), all breaks together, on the source's clock.</summary>
+    public double PausedMs { get; init; }
 }

@@ -28,7 +28,11 @@ public sealed record DestinationLimits
     /// <summary>Post-copy: where to wait for the source to reconnect after the link broke. Null = a broken link ends post-copy at once.</summary>
     public PostCopyRecoveryRegistry? PostCopyRecovery { get; init; }
 
-    /// <summary>Post-copy: how long to wait for the source to reconnect after the link broke.</summary>
+    /// <summary>
+    /// Post-copy: how long to wait for the source to reconnect after the link broke (each break).
+    /// Meanwhile vCPUs on missing pages wait without their <see cref="PageWaitTimeout"/> running. An
+    /// agent sets its post-copy pause limit here, to match how long a source keeps a paused post-copy.
+    /// </summary>
     public TimeSpan RecoveryTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }
 
@@ -91,7 +95,16 @@ public sealed class DestinationMigration
             Frame first = reader.Read();
             if (first.Type == FrameType.PostCopyResume && _limits.PostCopyRecovery is { } recovery)
             {
-                recovery.HandOver(_stream, reader, first.Payload);
+                try
+                {
+                    recovery.HandOver(_stream, reader, first.Payload);
+                }
+                catch (MigrationFailedException refused)
+                {
+                    // Said plainly, so the source stops retrying a post-copy that no longer exists here.
+                    TrySend(writer, FrameType.Abort, ControlJson.Encode(new Abort { Reason = refused.Message }));
+                    throw;
+                }
                 return null;
             }
             if (first.Type == FrameType.Abort)

@@ -37,6 +37,7 @@ internal sealed class PostCopyReceiver
     private FrameReader _reader;
     private FrameWriter _writer;
     private int _recoveries;
+    private long _duplicates;
 
     // vCPU threads send page requests while this thread sends Resumed and the verdict: one writer, shared.
     private readonly object _writerGate = new();
@@ -64,7 +65,9 @@ internal sealed class PostCopyReceiver
         var pages = new PostCopyPages(_pending, RequestPage, _limits.PageWaitTimeout, OnVcpuFailure);
         VirtualMachine? vm = null;
         long received = receivedBeforeSwitch;
-        _limits.PostCopyRecovery?.Register(_migrationId);
+        long runningAt = 0;
+        // A newer connection from the source supersedes the current one, which may be half-open (still "up" here though the source gave up on it).
+        _limits.PostCopyRecovery?.Register(_migrationId, () => Volatile.Read(ref _stream).Dispose());
         try
         {
             bool kernelFaults = _memory.FastInstallActive;
@@ -79,7 +82,7 @@ internal sealed class PostCopyReceiver
             vm = VirtualMachine.Restore(_config, _memory, _vcpus);
             vm.Start();
             setPhase("post-copy");
-            long runningAt = Stopwatch.GetTimestamp();
+            runningAt = Stopwatch.GetTimestamp();
             long lastPageAt = pages.Missing == 0 ? runningAt : 0;
             var work = new GuestWorkMeter(vm, runningAt, allPagesPresent: lastPageAt != 0);
             double resumeMs = (runningAt - _switchAt) * 1000.0 / Stopwatch.Frequency;
@@ -106,7 +109,10 @@ internal sealed class PostCopyReceiver
                         foreach (var e in PageBatchCodec.Entries(f.Payload))
                         {
                             bool zero = e.Encoding == PageEncoding.Zero;
-                            _memory.InstallArrivedPage(e.Page, e.Data, zero);
+                            if (!_memory.InstallArrivedPage(e.Page, e.Data, zero))
+                            {
+                                _duplicates++;
+                            }
                             _digest.Set(e.Page, zero ? GuestMemory.ZeroPageHash : System.IO.Hashing.XxHash3.HashToUInt64(e.Data));
                         }
                         received += count;
@@ -140,6 +146,7 @@ internal sealed class PostCopyReceiver
                             ResumeMs = lastPageAt == 0 ? 0 : (lastPageAt - runningAt) * 1000.0 / Stopwatch.Frequency,
                             FaultPath = kernelFaults ? KernelFaultPath : SoftwareFaultPath,
                             ZeroFilledOnFault = pages.ZeroFilledOnFault,
+                            DuplicatePages = _duplicates,
                         })));
                         if (problem is not null)
                         {
@@ -162,6 +169,8 @@ internal sealed class PostCopyReceiver
             string? vcpuReason = pages.Failure;
             string reason = vcpuReason ?? ex.Message;
             pages.Fail(reason);
+            long missing = pages.Missing;
+            double ranSeconds = runningAt == 0 ? 0 : (Stopwatch.GetTimestamp() - runningAt) / (double)Stopwatch.Frequency;
             // vCPUs blocked in kernel faults must be let go before the VM can stop.
             _memory.AbandonPostCopy();
             vm?.Stop();
@@ -177,8 +186,7 @@ internal sealed class PostCopyReceiver
                 : vcpuReason is not null && vcpuReason.Contains("did not arrive", StringComparison.Ordinal) ? MigrationFailure.Timeout
                 : ex is ProtocolException { Kind: not ProtocolErrorKind.Truncated } ? MigrationFailure.ProtocolViolation
                 : MigrationFailure.PeerDisconnected;
-            throw new MigrationFailedException(kind,
-                $"post-copy failed after the VM resumed here: {reason}; the VM is stopped and discarded (the source keeps its paused copy)", ex);
+            throw new MigrationFailedException(kind, $"post-copy failed after the VM resumed here: {reason}. {Lost(missing, ranSeconds)}", ex);
         }
         finally
         {
@@ -192,6 +200,12 @@ internal sealed class PostCopyReceiver
 
     internal const string KernelFaultPath = "userfaultfd: guest RAM registered MISSING, guest accesses are native copies, a resolver thread requests faulted pages and zero-fills never-written ones";
     internal const string SoftwareFaultPath = "software: every guest access checks a present bitmap and a vCPU on a missing page waits in managed code";
+    /// <summary>What the failure cost, in plain words: the VM ran here ahead of its pages and cannot go on without them.</summary>
+    private static string Lost(long missingPages, double ranSeconds) =>
+        (missingPages > 0
+            ? $"The VM could not be completed: {missingPages} pages ({missingPages * 4096 / 1048576.0:0.#} MiB) never arrived from the source"
+            : "The VM could not be completed")
+        + $"; it ran here for {ranSeconds:0.#} s and is now stopped and discarded (a source that is still up keeps its paused copy)";
 
     /// <summary>A lost connection, not a lost cause: recoverable when a registry is configured, no vCPU gave up, and nobody cancelled.</summary>
     private bool IsBrokenLink(Exception ex, PostCopyPages pages) =>
@@ -202,10 +216,25 @@ internal sealed class PostCopyReceiver
     private void Recover(PostCopyPages pages, Exception broken)
     {
         _stream.Dispose();
+        // No page can arrive until the source is back: waiting vCPUs keep waiting, bounded by RecoveryTimeout instead of their page timeout.
+        pages.PauseWaitDeadlines();
+        try
+        {
+            (Stream stream, FrameReader reader) = AwaitSource(pages, broken);
+            Resume(pages, stream, reader);
+        }
+        finally
+        {
+            pages.ResumeWaitDeadlines();
+        }
+    }
+
+    private (Stream, FrameReader) AwaitSource(PostCopyPages pages, Exception broken)
+    {
         long deadline = Environment.TickCount64 + (long)_limits.RecoveryTimeout.TotalMilliseconds;
         Stream stream;
         FrameReader reader;
-        // In slices, so a vCPU whose page wait runs out (or a cancel) ends the pause at once.
+        // In slices, so a vCPU that gave up (or a cancel) ends the pause at once.
         while (!_limits.PostCopyRecovery!.TryTake(_migrationId, TimeSpan.FromMilliseconds(100), out stream, out reader))
         {
             if (pages.Failure is not null)
@@ -216,9 +245,15 @@ internal sealed class PostCopyReceiver
             if (Environment.TickCount64 >= deadline)
             {
                 throw new MigrationFailedException(MigrationFailure.PeerDisconnected,
-                    $"link to the source broke ({broken.Message}) and it did not reconnect within {_limits.RecoveryTimeout.TotalSeconds:0.###} s");
+                    $"link to the source broke ({broken.Message}) and the source did not reconnect within {_limits.RecoveryTimeout.TotalSeconds:0.###} s");
             }
         }
+        return (stream, reader);
+    }
+
+    /// <summary>Continues on the source's new connection: what is still missing first, then the requests still open.</summary>
+    private void Resume(PostCopyPages pages, Stream stream, FrameReader reader)
+    {
         _recoveries++;
         _recoveredStreams.Add(stream);
         if (stream.CanTimeout)
@@ -230,14 +265,21 @@ internal sealed class PostCopyReceiver
             _stream = stream;
             _reader = reader;
             _writer.Reconnect(stream);
-            PendingPagesMessage.WriteAll(_writer, (int)((_memory.PageCount + 63) >> 6), pages.CopyMissingWords);
-            Span<byte> request = stackalloc byte[PageRequest.Size];
-            foreach (long page in pages.RequestedButMissing())
+            try
             {
-                new PageRequest(page).Write(request);
-                _writer.Write(FrameType.PageRequest, request);
+                PendingPagesMessage.WriteAll(_writer, (int)((_memory.PageCount + 63) >> 6), pages.CopyMissingWords);
+                Span<byte> request = stackalloc byte[PageRequest.Size];
+                foreach (long page in pages.RequestedButMissing())
+                {
+                    new PageRequest(page).Write(request);
+                    _writer.Write(FrameType.PageRequest, request);
+                }
+                _writer.Flush();
             }
-            _writer.Flush();
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException)
+            {
+                // The new link broke as well: the next read fails and post-copy pauses again.
+            }
         }
     }
 

@@ -40,7 +40,7 @@ public sealed partial class SourceMigration
         {
             try
             {
-                // From here the VM runs at the destination: a user's cancel no longer applies, only a broken link ends this.
+                // From here the VM runs at the destination: a user's cancel applies only while post-copy is paused (it abandons it).
                 ServePostCopy(ctx, pending, link);
                 ConfirmPostCopy(ctx, link);
                 break;
@@ -54,7 +54,7 @@ public sealed partial class SourceMigration
                 }
                 try
                 {
-                    link = Reconnect(ctx, pending, ex);
+                    link = Reconnect(ctx, pending, failure.InnerException!);
                 }
                 catch (Exception gaveUp)
                 {
@@ -81,6 +81,7 @@ public sealed partial class SourceMigration
         CancellationToken linkFailed = returnPath.Failed;
         int round = _round;
         PrePagingCursor cursor = ctx.Cursor!;
+        bool pushYielded = false;
         while (ctx.Remaining > 0)
         {
             long before = ctx.Remaining;
@@ -100,10 +101,15 @@ public sealed partial class SourceMigration
                 cursor.Recentre(requested);
             }
             demand.Finish(linkFailed);
-            if (!PushMayGo(returnPath, linkFailed))
+            // A push may step aside for demand once in a row, not more: when faults alone would
+            // fill the link the two alternate, so the push (and its pre-paging) keeps a share and
+            // answers cannot run the bandwidth limit into unbounded debt.
+            if (!PushMayGo(returnPath, linkFailed, mayYield: !pushYielded))
             {
+                pushYielded = true;
                 continue;
             }
+            pushYielded = false;
             // The bucket was clear, so this batch goes at once and its bytes are waited out before the next one.
             var push = new BatchBuilder(this, round, PushBatchPages, owe: true);
             for (int i = 0; i < PushBatchPages && cursor.TryNext(out long page, out bool prePaged); i++)
@@ -133,10 +139,11 @@ public sealed partial class SourceMigration
 
     /// <summary>
     /// Waits until the bandwidth already used (pushed batches and answers to faults) is paid
-    /// for. Returns false when a page request arrives first: it is answered before any more
-    /// push, so a fault waits for at most one pushed batch rather than for the pacing.
+    /// for. Returns false when <paramref name="mayYield"/> and a page request arrives first: it
+    /// is answered before any more push, so a fault waits for the pacing only when the push
+    /// already yielded once.
     /// </summary>
-    private bool PushMayGo(ReturnPath returnPath, CancellationToken linkFailed)
+    private bool PushMayGo(ReturnPath returnPath, CancellationToken linkFailed, bool mayYield)
     {
         if (_bucket is null)
         {
@@ -147,6 +154,12 @@ public sealed partial class SourceMigration
         {
             return true;
         }
+        if (!mayYield)
+        {
+            linkFailed.WaitHandle.WaitOne(owed);
+            linkFailed.ThrowIfCancellationRequested();
+            return true;
+        }
         _pushWaitHandles[0] = linkFailed.WaitHandle;
         _pushWaitHandles[1] = returnPath.PageRequestArrived;
         int woken = WaitHandle.WaitAny(_pushWaitHandles, owed);
@@ -155,69 +168,6 @@ public sealed partial class SourceMigration
     }
 
     private readonly WaitHandle[] _pushWaitHandles = new WaitHandle[2];
-
-    /// <summary>
-    /// The link broke after switchover: the destination's VM waits for its missing pages, so keep
-    /// trying to reach it again until <see cref="Core.Migration.MigrationOptions.PostCopyRecoveryTimeout"/>.
-    /// On the new connection the destination says which pages it still lacks; pages that were
-    /// sent but lost in flight become pending again, and the push restarts from page 0.
-    /// </summary>
-    private ReturnPath Reconnect(RunContext ctx, DirtyBitmap pending, Exception broken)
-    {
-        SetPhase("post-copy paused");
-        long deadline = Stopwatch.GetTimestamp() + (long)(_options.PostCopyRecoveryTimeout.TotalSeconds * Stopwatch.Frequency);
-        Exception last = broken;
-        while (Stopwatch.GetTimestamp() < deadline)
-        {
-            ReturnPath? link = null;
-            try
-            {
-                Stream stream = _reconnect!(CancellationToken.None);
-                _stream.Dispose();
-                _stream = stream;
-                _writer.Reconnect(stream);
-                _writer.Write(FrameType.PostCopyResume, ControlJson.Encode(new PostCopyResume { MigrationId = _migrationId }));
-                _writer.Flush();
-                link = new ReturnPath(stream, _memory.PageCount);
-                var missing = new DirtyBitmap(_memory.PageCount);
-                ulong[] words = new ulong[Math.Min(missing.WordCount, PendingPagesMessage.MaxWordsPerFrame)];
-                for (int first = 0; first < missing.WordCount;)
-                {
-                    var (type, payload) = link.Take(_options.SwitchoverTimeout, CancellationToken.None, "missing pages after reconnecting");
-                    if (type != FrameType.PendingPages)
-                    {
-                        throw new MigrationFailedException(MigrationFailure.ProtocolViolation, $"destination answered a post-copy resume with {type}");
-                    }
-                    int n = PendingPagesMessage.Read(payload, first, missing.WordCount, words);
-                    missing.OrWords(first, words.AsSpan(0, n));
-                    first += n;
-                }
-                foreach (long p in missing)
-                {
-                    if (!pending[p])
-                    {
-                        pending.Set(p);
-                        ctx.Remaining++;
-                        ctx.PagesLost++;
-                    }
-                }
-                // Pending pages may now lie behind the cursor: start its walk again.
-                ctx.Cursor = new PrePagingCursor(pending);
-                ctx.Recoveries++;
-                _recoveredReturnPaths.Add(link);
-                SetPhase("post-copy");
-                return link;
-            }
-            catch (Exception ex) when (ex is not MigrationFailedException { Kind: MigrationFailure.ProtocolViolation })
-            {
-                link?.Dispose();
-                last = ex;
-                Thread.Sleep(200);
-            }
-        }
-        throw new MigrationFailedException(MigrationFailure.PeerDisconnected,
-            $"could not reconnect to the destination within {_options.PostCopyRecoveryTimeout.TotalSeconds:0.###} s: {last.Message}", last);
-    }
 
     /// <summary>Tells the destination the last page is out and waits for its verdict on all of them.</summary>
     private void ConfirmPostCopy(RunContext ctx, ReturnPath returnPath)

@@ -128,5 +128,7 @@ public sealed partial class SourceMigration
         RequestsAlreadySent = ctx.RequestsAlreadySent,
         Recoveries = ctx.Recoveries,
         PagesSentAgain = ctx.PagesLost,
+        DuplicatePages = ctx.PostCopyComplete?.DuplicatePages ?? 0,
+        PausedMs = ctx.PausedTicks * 1000.0 / Stopwatch.Frequency,
     };
 }

@@ -378,6 +378,8 @@ public sealed partial class SourceMigration
             ThroughputBytesPerSecond = throughput,
             EtaSeconds = p == "completed" ? 0 : _eta.Update(elapsed, raw),
             ElapsedSeconds = elapsed,
+            Detail = _pauseDetail,
+            AwaitingResume = _awaitingResume,
         };
     }
 

@@ -97,6 +97,7 @@ public sealed partial class SourceMigration
     public SourceResult Run(CancellationToken cancellationToken)
     {
         DateTimeOffset startedAt = DateTimeOffset.UtcNow;
+        _abandon = cancellationToken;
         var baseline = _vm.OpsRate(_options.BaselineWindow);
         long opsAtStart = (long)_vm.TotalOps;
         var ctx = new RunContext { Baseline = baseline, OpsAtStart = opsAtStart, StartedAt = startedAt };
@@ -229,5 +230,6 @@ public sealed partial class SourceMigration
         public int Recoveries;
         public long PagesLost;
         public bool PostCopyEndSent;
+        public long PausedTicks;
     }
 }

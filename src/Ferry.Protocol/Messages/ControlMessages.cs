@@ -77,6 +77,9 @@ public sealed record PostCopyComplete
     /// <summary>VM running at the destination → last pending page installed.</summary>
     public double ResumeMs { get; init; }
 
+    /// <summary>Pages that arrived after switchover although already present (sent twice); 0 when nothing was re-sent needlessly.</summary>
+    public long DuplicatePages { get; init; }
+
     /// <summary>How guest accesses to missing pages were caught: userfaultfd (kernel) or software, with why.</summary>
     public string FaultPath { get; init; } = "";
 

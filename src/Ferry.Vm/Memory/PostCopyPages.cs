@@ -24,10 +24,14 @@ public sealed class PostCopyPages
     private int _waiters;
     // Kernel path: faults read from the userfaultfd whose page has not arrived. At most one per
     // blocked vCPU thread, so a short list under a lock is enough.
-    private readonly List<(long Page, long Start)> _kernelFaults = [];
+    private readonly List<(long Page, long Start, long PausedAtStart)> _kernelFaults = [];
     private int _kernelFaultCount;
     private long _missing;
     private volatile string? _failure;
+
+    // While the link to the source is down, page waits stop counting toward their timeout (guarded by _gate).
+    private long _pausedTicks;
+    private long _pausedSince;
 
     /// <param name="pending">Pages still at the source; every other page is present from the start.</param>
     /// <param name="request">Asks the source for a page; called on the faulting vCPU's thread, at most once per page. May throw when the link is gone.</param>
@@ -95,6 +99,52 @@ public sealed class PostCopyPages
         }
     }
 
+    /// <summary>True while page waits do not count toward their timeout (<see cref="PauseWaitDeadlines"/>).</summary>
+    public bool WaitDeadlinesPaused
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _pausedSince != 0;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The link to the source is down and the receiver waits for it to return: a page that cannot
+    /// arrive now is no reason to fail the VM, so waits keep waiting and their timeout stops counting
+    /// until <see cref="ResumeWaitDeadlines"/>. The receiver's own limit bounds the pause.
+    /// </summary>
+    public void PauseWaitDeadlines()
+    {
+        lock (_gate)
+        {
+            if (_pausedSince == 0)
+            {
+                _pausedSince = Math.Max(1, Stopwatch.GetTimestamp());
+            }
+        }
+    }
+
+    /// <summary>Pages can arrive again: waits resume counting toward their timeout where they left off.</summary>
+    public void ResumeWaitDeadlines()
+    {
+        lock (_gate)
+        {
+            if (_pausedSince != 0)
+            {
+                _pausedTicks += Stopwatch.GetTimestamp() - _pausedSince;
+                _pausedSince = 0;
+                Monitor.PulseAll(_gate);
+            }
+        }
+    }
+
+    /// <summary>Paused time up to <paramref name="at"/> (a timestamp); only a pause's part after <paramref name="notBefore"/> counts for the current one.</summary>
+    private long PausedTicksLocked(long at, long notBefore) =>
+        _pausedTicks + (_pausedSince == 0 ? 0 : Math.Max(0, at - Math.Max(_pausedSince, notBefore)));
+
     /// <summary>Blocks the calling vCPU until the page is present. Throws <see cref="GuestPageUnavailableException"/> when it never will be.</summary>
     public void WaitUntilPresent(long page)
     {
@@ -120,6 +170,7 @@ public sealed class PostCopyPages
             // A full fence before reading the present bit, paired with the one in MarkPresent: either
             // the installer sees a waiter and pulses, or this thread sees the page present.
             Interlocked.Increment(ref _waiters);
+            long pausedBefore = PausedTicksLocked(start, start);
             try
             {
                 while (!_present[page])
@@ -128,14 +179,16 @@ public sealed class PostCopyPages
                     {
                         throw new GuestPageUnavailableException(page, reason);
                     }
-                    long left = deadline - Stopwatch.GetTimestamp();
-                    if (left <= 0)
+                    long now = Stopwatch.GetTimestamp();
+                    long left = deadline + (PausedTicksLocked(now, start) - pausedBefore) - now;
+                    if (left <= 0 && _pausedSince == 0)
                     {
                         string timeout = $"page {page} did not arrive within {WaitTimeout.TotalSeconds:0.###} s";
                         FailLocked(timeout);
                         throw new GuestPageUnavailableException(page, timeout);
                     }
-                    Monitor.Wait(_gate, TimeSpan.FromSeconds(Math.Min(WakeCheck.TotalSeconds, left / (double)Stopwatch.Frequency)));
+                    double slice = _pausedSince != 0 ? WakeCheck.TotalSeconds : Math.Min(WakeCheck.TotalSeconds, left / (double)Stopwatch.Frequency);
+                    Monitor.Wait(_gate, TimeSpan.FromSeconds(slice));
                 }
             }
             finally
@@ -154,9 +207,14 @@ public sealed class PostCopyPages
     /// </summary>
     internal bool BeginKernelFault(long page, long timestamp)
     {
+        long pausedAtStart;
+        lock (_gate)
+        {
+            pausedAtStart = _pausedTicks;
+        }
         lock (_kernelFaults)
         {
-            _kernelFaults.Add((page, timestamp));
+            _kernelFaults.Add((page, timestamp, pausedAtStart));
             Volatile.Write(ref _kernelFaultCount, _kernelFaults.Count);
         }
         // Store (the entry) then load (the present bit), against MarkPresent's store then load: a
@@ -181,28 +239,39 @@ public sealed class PostCopyPages
         return true;
     }
 
-    /// <summary>Kernel path: fails post-copy when a faulting vCPU has waited longer than <see cref="WaitTimeout"/>.</summary>
+    /// <summary>
+    /// Kernel path: fails post-copy when a faulting vCPU has waited longer than
+    /// <see cref="WaitTimeout"/>, not counting time post-copy was paused (as for software waits).
+    /// </summary>
     internal void CheckKernelFaultTimeouts(long now)
     {
         if (Volatile.Read(ref _kernelFaultCount) == 0)
         {
             return;
         }
-        long oldestPage = -1;
-        lock (_kernelFaults)
+        long late = -1;
+        lock (_gate)
         {
-            foreach (var (page, start) in _kernelFaults)
+            if (_pausedSince != 0)
             {
-                if (now - start > _waitTimeoutTicks)
+                return;
+            }
+            lock (_kernelFaults)
+            {
+                foreach (var (page, start, pausedAtStart) in _kernelFaults)
                 {
-                    oldestPage = page;
-                    break;
+                    long paused = PausedTicksLocked(now, start) - pausedAtStart;
+                    if (now - start - paused > _waitTimeoutTicks)
+                    {
+                        late = page;
+                        break;
+                    }
                 }
             }
         }
-        if (oldestPage >= 0)
+        if (late >= 0)
         {
-            Fail($"page {oldestPage} did not arrive within {WaitTimeout.TotalSeconds:0.###} s");
+            Fail($"page {late} did not arrive within {WaitTimeout.TotalSeconds:0.###} s");
         }
     }
 

@@ -102,7 +102,8 @@ public sealed class PostCopyMigrationTests
         Assert.Null(outcome.Destination);
         var destError = Assert.IsType<MigrationFailedException>(outcome.DestinationError);
         Assert.Contains("post-copy failed after the VM resumed here", destError.Message);
-        Assert.Contains("VM is stopped and discarded", destError.Message);
+        // Said plainly, with what was lost: pages that never came, and how long the guest ran here first.
+        Assert.Matches(@"The VM could not be completed: \d+ pages \([\d.]+ MiB\) never arrived from the source; it ran here for [\d.]+ s and is now stopped and discarded", destError.Message);
 
         MigrationReport r = outcome.Source.Report;
         Assert.Equal("failed", r.Outcome);
@@ -186,6 +187,7 @@ public sealed class PostCopyMigrationTests
         MigrationReport r = outcome.Source.Report;
         Assert.True(r.Outcome == "completed", r.Error);
         Assert.Equal(1, r.PostCopy.Recoveries);
+        Assert.Equal(0, r.PostCopy.DuplicatePages);
         Assert.True(r.Verification.DigestsMatch);
         Assert.Contains("1 reconnection(s)", r.Rounds[^1].Reason);
         Assert.Equal(VmRunState.Paused, vm.State);
@@ -205,6 +207,7 @@ public sealed class PostCopyMigrationTests
             Technique = MigrationTechnique.PostCopy,
             MaxBandwidthBytesPerSecond = 16L << 20,
             PostCopyRecoveryTimeout = TimeSpan.FromSeconds(1),
+            PostCopyPauseLimit = TimeSpan.FromSeconds(1),
         };
         var limits = new DestinationLimits
         {
@@ -216,9 +219,10 @@ public sealed class PostCopyMigrationTests
         var outcome = Bounded.Run(() => LoopbackMigration.Run(vm, options, s => new TruncatingStream(s, limit: 2L << 20), limits: limits,
             wrapReconnected: s => new TruncatingStream(s, limit: 0)), TimeSpan.FromSeconds(60), "a post-copy whose link never comes back");
         var destError = Assert.IsType<MigrationFailedException>(outcome.DestinationError);
-        Assert.Contains("did not reconnect within 1 s", destError.Message);
+        Assert.Contains("the source did not reconnect within 1 s", destError.Message);
+        Assert.Contains("never arrived from the source", destError.Message);
         Assert.Equal("failed", outcome.Source.Report.Outcome);
-        Assert.Contains("could not reconnect to the destination within 1 s", outcome.Source.Report.Error);
+        Assert.Contains("post-copy stayed paused for 1 s (its pause limit)", outcome.Source.Report.Error);
         Assert.Equal(VmRunState.Paused, vm.State);
     }
 

@@ -21,6 +21,7 @@ public sealed class PostCopyFrameTests
         FaultLatencyP99Ms = 1.5,
         FaultLatencyMaxMs = 2,
         ResumeMs = 40.5,
+        DuplicatePages = 2,
         ResumeOps = 1200,
         RunOps = 1500,
         RunMs = 52.25,
@@ -29,7 +30,7 @@ public sealed class PostCopyFrameTests
     };
 
     private const string CompleteJson =
-        """{"digestMatches":true,"destinationDigest":"0123456789abcdef","problem":null,"faults":3,"faultLatencyP50Ms":0.25,"faultLatencyP99Ms":1.5,"faultLatencyMaxMs":2,"resumeMs":40.5,"faultPath":"userfaultfd","zeroFilledOnFault":7,"resumeOps":1200,"runOps":1500,"runMs":52.25}""";
+        """{"digestMatches":true,"destinationDigest":"0123456789abcdef","problem":null,"faults":3,"faultLatencyP50Ms":0.25,"faultLatencyP99Ms":1.5,"faultLatencyMaxMs":2,"resumeMs":40.5,"duplicatePages":2,"faultPath":"userfaultfd","zeroFilledOnFault":7,"resumeOps":1200,"runOps":1500,"runMs":52.25}""";
 
     private static void AssertGolden(string expected, FrameType type, byte[] payload, ulong sequence) =>
         Assert.Equal(Hex.Normalize(expected), Hex.Of(FrameWriter.Encode(type, payload, sequence)));
@@ -74,7 +75,7 @@ public sealed class PostCopyFrameTests
     {
         byte[] payload = ControlJson.Encode(SampleComplete);
         Assert.Equal(CompleteJson, Encoding.UTF8.GetString(payload));
-        AssertGolden("001cd0d7b29f384b | 10 00 0000 | 0b010000 | 0300000000000000" + Hex.Of(payload),
+        AssertGolden("b2b2a6acc76d2c96 | 10 00 0000 | 1e010000 | 0300000000000000" + Hex.Of(payload),
             FrameType.PostCopyComplete, payload, 3);
         Assert.Equal(SampleComplete, ControlJson.Decode<PostCopyComplete>(payload, "post-copy complete"));
     }

@@ -32,7 +32,7 @@ internal static class LoopbackMigration
 
     public static Outcome Run(VirtualMachine vm, MigrationOptions options, Func<Stream, Stream>? wrapSource = null, CancellationToken ct = default,
         DirtyLogChoice dirtyLog = DirtyLogChoice.Software, DestinationLimits? limits = null, Func<Stream, Stream>? wrapReconnected = null,
-        PageInstallChoice? pageInstall = null)
+        PageInstallChoice? pageInstall = null, Func<bool>? linkDown = null, Action<SourceMigration>? onSource = null)
     {
         var (client, server) = ConnectedPair();
         var serverStream = new NetworkStream(server, ownsSocket: true);
@@ -69,6 +69,10 @@ internal static class LoopbackMigration
         PostCopyRecoveryRegistry? registry = limits?.PostCopyRecovery;
         Func<CancellationToken, Stream>? reconnect = registry is null ? null : _ =>
         {
+            if (linkDown?.Invoke() == true)
+            {
+                throw new IOException("connection refused (test: link down)");
+            }
             var (c, sv) = ConnectedPair();
             var server = new NetworkStream(sv, ownsSocket: true);
             var client = new NetworkStream(c, ownsSocket: true);
@@ -88,6 +92,7 @@ internal static class LoopbackMigration
             return wrapReconnected?.Invoke(client) ?? client;
         };
         var source = new SourceMigration("m-test", vm, s, options, log, HostIdentity.Local("src"), HostIdentity.Local("dest"), reconnect);
+        onSource?.Invoke(source);
         SourceResult result = source.Run(ct);
         Assert.True(dest.Join(TimeSpan.FromSeconds(60)), "destination thread did not finish within 60 s");
         return new Outcome(result, received, destError);

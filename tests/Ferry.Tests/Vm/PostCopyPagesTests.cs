@@ -80,6 +80,50 @@ public sealed class PostCopyPagesTests
     }
 
     [Fact]
+    public void While_waits_are_paused_a_missing_page_never_times_out_and_the_page_still_lands()
+    {
+        using var m = new GuestMemory(4 * Page);
+        var pages = new PostCopyPages(Pending(4, 2), _ => { }, TimeSpan.FromMilliseconds(100));
+        m.BeginPostCopy(pages);
+        pages.PauseWaitDeadlines();
+        Assert.True(pages.WaitDeadlinesPaused);
+        Exception? error = null;
+        var vcpu = new Thread(() => error = Bounded.Catch(() => m.Write(2, 0, [7]), Bound, "a write while the link is down"));
+        vcpu.Start();
+        Bounded.WaitUntil(() => pages.WasRequested(2), Bound, "the vCPU asked for page 2");
+        // Several page timeouts pass while paused: the link is down, which is not the page's fault.
+        Thread.Sleep(400);
+        Assert.True(vcpu.IsAlive);
+        Assert.Null(pages.Failure);
+
+        pages.ResumeWaitDeadlines();
+        Assert.True(m.InstallArrivedPage(2, new byte[Page], zero: true));
+        Assert.True(vcpu.Join(Bound));
+        Assert.Null(error);
+        Assert.Equal(7, m.PageView(2)[0]);
+        Assert.False(pages.WaitDeadlinesPaused);
+    }
+
+    [Fact]
+    public void After_the_pause_the_page_timeout_counts_again()
+    {
+        using var m = new GuestMemory(4 * Page);
+        var pages = new PostCopyPages(Pending(4, 1), _ => { }, TimeSpan.FromMilliseconds(150));
+        m.BeginPostCopy(pages);
+        pages.PauseWaitDeadlines();
+        Exception? error = null;
+        var vcpu = new Thread(() => error = Bounded.Catch(() => m.ReadPage(1, new byte[Page]), Bound, "a read while the link is down"));
+        vcpu.Start();
+        Bounded.WaitUntil(() => pages.WasRequested(1), Bound, "the vCPU asked for page 1");
+        Thread.Sleep(300);
+        Assert.True(vcpu.IsAlive);
+        pages.ResumeWaitDeadlines();
+        // The page never comes: the wait ends with the usual timeout once deadlines run again.
+        Assert.True(vcpu.Join(Bound));
+        Assert.Contains("did not arrive within 0.15 s", Assert.IsType<GuestPageUnavailableException>(error).Message);
+    }
+
+    [Fact]
     public void A_failed_link_wakes_every_waiting_vcpu_with_the_reason()
     {
         using var m = new GuestMemory(4 * Page);
