@@ -81,7 +81,7 @@ public sealed partial class SourceMigration
         CancellationToken linkFailed = returnPath.Failed;
         int round = _round;
         PrePagingCursor cursor = ctx.Cursor!;
-        bool pushYielded = false;
+        long demandSincePush = 0;
         while (ctx.Remaining > 0)
         {
             long before = ctx.Remaining;
@@ -98,18 +98,19 @@ public sealed partial class SourceMigration
                 pending.Clear(requested);
                 ctx.Remaining--;
                 ctx.DemandPages++;
+                demandSincePush++;
                 cursor.Recentre(requested);
             }
             demand.Finish(linkFailed);
-            // A push may step aside for demand once in a row, not more: when faults alone would
-            // fill the link the two alternate, so the push (and its pre-paging) keeps a share and
+            // The push steps aside for demand until demand has used a push batch's worth of the
+            // link since the last push: light demand is answered at once, while faults that would
+            // fill the link share it about half and half with the push (and its pre-paging), and
             // answers cannot run the bandwidth limit into unbounded debt.
-            if (!PushMayGo(returnPath, linkFailed, mayYield: !pushYielded))
+            if (!PushMayGo(returnPath, linkFailed, mayYield: demandSincePush < PushBatchPages))
             {
-                pushYielded = true;
                 continue;
             }
-            pushYielded = false;
+            demandSincePush = 0;
             // The bucket was clear, so this batch goes at once and its bytes are waited out before the next one.
             var push = new BatchBuilder(this, round, PushBatchPages, owe: true);
             for (int i = 0; i < PushBatchPages && cursor.TryNext(out long page, out bool prePaged); i++)
@@ -140,8 +141,8 @@ public sealed partial class SourceMigration
     /// <summary>
     /// Waits until the bandwidth already used (pushed batches and answers to faults) is paid
     /// for. Returns false when <paramref name="mayYield"/> and a page request arrives first: it
-    /// is answered before any more push, so a fault waits for the pacing only when the push
-    /// already yielded once.
+    /// is answered before any more push, so a fault waits for the pacing only when demand has
+    /// already had its share since the last push.
     /// </summary>
     private bool PushMayGo(ReturnPath returnPath, CancellationToken linkFailed, bool mayYield)
     {
