@@ -1,5 +1,6 @@
 using Ferry.Core.Migration;
 using Ferry.Core.Policy;
+using Ferry.Core.Tracking;
 using Ferry.Tests.Support;
 using Ferry.Vm.Machine;
 
@@ -42,7 +43,18 @@ public sealed class EquivalenceTests
     [InlineData(MigrationTechnique.Hybrid, "memtouch:rate=40000,wss=16MiB,pattern=hot-cold,seed=11", PageInstallChoice.Copy)]
     [InlineData(MigrationTechnique.Hybrid, "memtouch:rate=40000,wss=16MiB,pattern=hot-cold,seed=11", PageInstallChoice.Uffd)]
     [InlineData(MigrationTechnique.Auto, "memtouch:rate=40000,wss=32MiB,pattern=uniform,content=random,seed=5", null)]
-    public void Migrated_run_ends_with_the_same_memory_as_an_unmigrated_one(MigrationTechnique technique, string workload, PageInstallChoice? pageInstall)
+    public void Migrated_run_ends_with_the_same_memory_as_an_unmigrated_one(MigrationTechnique technique, string workload, PageInstallChoice? pageInstall) =>
+        AssertEquivalent(technique, workload, pageInstall, DirtyLogChoice.Software);
+
+    /// <summary>The live rounds of hybrid (and pre-copy) under the kernel dirty log, into either fault path.</summary>
+    [LinuxTheory(HostNeeds.KernelDirtyLog)]
+    [InlineData(MigrationTechnique.Hybrid, PageInstallChoice.Uffd)]
+    [InlineData(MigrationTechnique.Hybrid, PageInstallChoice.Copy)]
+    [InlineData(MigrationTechnique.PreCopy, PageInstallChoice.Uffd)]
+    public void The_same_holds_with_the_kernel_dirty_log(MigrationTechnique technique, PageInstallChoice pageInstall) =>
+        AssertEquivalent(technique, "memtouch:rate=40000,wss=16MiB,pattern=hot-cold,seed=13", pageInstall, DirtyLogChoice.Kernel);
+
+    private static void AssertEquivalent(MigrationTechnique technique, string workload, PageInstallChoice? pageInstall, DirtyLogChoice dirtyLog)
     {
         VmConfig config = Config(workload);
         ulong expected = ReferenceDigest(config);
@@ -59,12 +71,16 @@ public sealed class EquivalenceTests
             // Post-copy paced so the guest runs ahead of its pages and takes faults on the path under test.
             MaxBandwidthBytesPerSecond = postCopy ? 24L << 20 : 0,
         };
-        var outcome = LoopbackMigration.Run(vm, options, pageInstall: pageInstall);
+        var outcome = LoopbackMigration.Run(vm, options, dirtyLog: dirtyLog, pageInstall: pageInstall);
         Assert.Null(outcome.DestinationError);
         Assert.Equal("completed", outcome.Source.Report.Outcome);
         Assert.True(outcome.Source.VmMoved);
         Assert.True(outcome.Source.Report.Verification.DigestsMatch);
         Assert.True(outcome.Source.Report.Verification.SourceRehashMatches);
+        if (technique != MigrationTechnique.PostCopy)
+        {
+            Assert.Equal(dirtyLog == DirtyLogChoice.Kernel ? "kernel" : "software", outcome.Source.Report.DirtyLog.Backend);
+        }
         if (postCopy)
         {
             string expectedPath = pageInstall == PageInstallChoice.Uffd ? "userfaultfd" : "software";
