@@ -114,14 +114,16 @@ public sealed class PostCopyMigrationTests
         Assert.Equal(VmRunState.Paused, vm.State);
     }
 
-    [Fact]
-    public void A_silent_source_after_switchover_ends_in_a_bounded_page_wait()
+    [Theory]
+    [InlineData(PageInstallChoice.Copy)]
+    [InlineData(PageInstallChoice.Uffd)]
+    public void A_silent_source_after_switchover_ends_in_a_bounded_page_wait(PageInstallChoice install)
     {
         using var vm = Started(Config("memtouch:rate=50000,wss=24MiB,pattern=uniform,content=random,seed=6"));
         var options = new MigrationOptions { Technique = MigrationTechnique.PostCopy, MaxBandwidthBytesPerSecond = 16L << 20 };
         StallingStream? link = null;
         var outcome = Bounded.Run(() => LoopbackMigration.Run(vm, options, s => link = new StallingStream(s, limit: 1L << 20, TimeSpan.FromSeconds(3)),
-            limits: new DestinationLimits { PageWaitTimeout = TimeSpan.FromMilliseconds(300) }), TimeSpan.FromSeconds(60), "a post-copy whose source went silent");
+            limits: new DestinationLimits { PageWaitTimeout = TimeSpan.FromMilliseconds(300) }, pageInstall: install), TimeSpan.FromSeconds(60), "a post-copy whose source went silent");
         Assert.True(link!.Stalled);
         var destError = Assert.IsType<MigrationFailedException>(outcome.DestinationError);
         Assert.Equal(MigrationFailure.Timeout, destError.Kind);
