@@ -16,16 +16,6 @@ public sealed class KernelPostCopyTests
     private const int Page = 4096;
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(20);
 
-    private static DirtyBitmap Pending(long pages, params long[] missing)
-    {
-        var b = new DirtyBitmap(pages);
-        foreach (long p in missing)
-        {
-            b.Set(p);
-        }
-        return b;
-    }
-
     private static byte[] Filled(byte value)
     {
         byte[] page = new byte[Page];
@@ -39,7 +29,7 @@ public sealed class KernelPostCopyTests
         using var m = new GuestMemory(16 * Page);
         m.EnableFastInstall();
         var requests = new ConcurrentQueue<long>();
-        DirtyBitmap pending = Pending(16, 3, 9);
+        DirtyBitmap pending = PendingPages.Of(16, 3, 9);
         var pages = new PostCopyPages(pending, requests.Enqueue, TimeSpan.FromSeconds(10));
         m.BeginKernelPostCopy(pages, pending);
         Assert.True(m.KernelFaultsActive);
@@ -75,7 +65,7 @@ public sealed class KernelPostCopyTests
         using var m = new GuestMemory(16 * Page);
         m.EnableFastInstall();
         var requests = new ConcurrentQueue<long>();
-        DirtyBitmap pending = Pending(16, 3);
+        DirtyBitmap pending = PendingPages.Of(16, 3);
         var pages = new PostCopyPages(pending, requests.Enqueue, TimeSpan.FromSeconds(10));
         m.BeginKernelPostCopy(pages, pending);
 
@@ -96,7 +86,7 @@ public sealed class KernelPostCopyTests
         using var m = new GuestMemory(16 * Page);
         m.EnableFastInstall();
         m.InstallPage(5, Filled(0x01));                  // round 1 sent page 5 ...
-        DirtyBitmap pending = Pending(16, 5);             // ... and the guest wrote it again before the pause
+        DirtyBitmap pending = PendingPages.Of(16, 5);             // ... and the guest wrote it again before the pause
         var requests = new ConcurrentQueue<long>();
         var pages = new PostCopyPages(pending, requests.Enqueue, TimeSpan.FromSeconds(10));
         m.BeginKernelPostCopy(pages, pending);
@@ -117,7 +107,7 @@ public sealed class KernelPostCopyTests
     {
         using var m = new GuestMemory(16 * Page);
         m.EnableFastInstall();
-        DirtyBitmap pending = Pending(16, 2);
+        DirtyBitmap pending = PendingPages.Of(16, 2);
         string? failure = null;
         var pages = new PostCopyPages(pending, _ => { }, TimeSpan.FromMilliseconds(200), reason => failure = reason);
         m.BeginKernelPostCopy(pages, pending);
@@ -138,7 +128,7 @@ public sealed class KernelPostCopyTests
     {
         using var m = new GuestMemory(16 * Page);
         m.EnableFastInstall();
-        DirtyBitmap pending = Pending(16, 4);
+        DirtyBitmap pending = PendingPages.Of(16, 4);
         var requests = new ConcurrentQueue<long>();
         var pages = new PostCopyPages(pending, requests.Enqueue, TimeSpan.FromMilliseconds(200));
         m.BeginKernelPostCopy(pages, pending);

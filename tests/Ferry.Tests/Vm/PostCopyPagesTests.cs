@@ -12,22 +12,12 @@ public sealed class PostCopyPagesTests
     private const int Page = 4096;
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(20);
 
-    private static DirtyBitmap Pending(long pages, params long[] missing)
-    {
-        var b = new DirtyBitmap(pages);
-        foreach (long p in missing)
-        {
-            b.Set(p);
-        }
-        return b;
-    }
-
     [Fact]
     public void A_write_to_a_missing_page_asks_once_waits_and_lands_on_the_arrived_content()
     {
         using var m = new GuestMemory(8 * Page);
         var requests = new ConcurrentQueue<long>();
-        var pages = new PostCopyPages(Pending(8, 3), requests.Enqueue, TimeSpan.FromSeconds(10));
+        var pages = new PostCopyPages(PendingPages.Of(8, 3), requests.Enqueue, TimeSpan.FromSeconds(10));
         m.BeginPostCopy(pages);
         Assert.False(pages.IsPresent(3));
         Assert.True(pages.IsPresent(2));
@@ -53,7 +43,7 @@ public sealed class PostCopyPagesTests
     public void Present_pages_never_wait_and_a_duplicate_never_overwrites_guest_data()
     {
         using var m = new GuestMemory(4 * Page);
-        var pages = new PostCopyPages(Pending(4, 1), _ => Assert.Fail("no request expected"), TimeSpan.FromSeconds(10));
+        var pages = new PostCopyPages(PendingPages.Of(4, 1), _ => Assert.Fail("no request expected"), TimeSpan.FromSeconds(10));
         m.BeginPostCopy(pages);
         m.Write(0, 0, [1, 2, 3]);                  // never written at the source: zero here, present
         Assert.True(m.InstallArrivedPage(1, new byte[Page], zero: true));
@@ -68,7 +58,7 @@ public sealed class PostCopyPagesTests
     {
         using var m = new GuestMemory(4 * Page);
         string? reported = null;
-        var pages = new PostCopyPages(Pending(4, 2), _ => { }, TimeSpan.FromMilliseconds(200), r => reported = r);
+        var pages = new PostCopyPages(PendingPages.Of(4, 2), _ => { }, TimeSpan.FromMilliseconds(200), r => reported = r);
         m.BeginPostCopy(pages);
         Exception? ex = Bounded.Catch(() => m.Write(2, 0, [1]), Bound, "a write to a page that never comes");
         var unavailable = Assert.IsType<GuestPageUnavailableException>(ex);
@@ -83,7 +73,7 @@ public sealed class PostCopyPagesTests
     public void While_waits_are_paused_a_missing_page_never_times_out_and_the_page_still_lands()
     {
         using var m = new GuestMemory(4 * Page);
-        var pages = new PostCopyPages(Pending(4, 2), _ => { }, TimeSpan.FromMilliseconds(100));
+        var pages = new PostCopyPages(PendingPages.Of(4, 2), _ => { }, TimeSpan.FromMilliseconds(100));
         m.BeginPostCopy(pages);
         pages.PauseWaitDeadlines();
         Assert.True(pages.WaitDeadlinesPaused);
@@ -108,7 +98,7 @@ public sealed class PostCopyPagesTests
     public void After_the_pause_the_page_timeout_counts_again()
     {
         using var m = new GuestMemory(4 * Page);
-        var pages = new PostCopyPages(Pending(4, 1), _ => { }, TimeSpan.FromMilliseconds(150));
+        var pages = new PostCopyPages(PendingPages.Of(4, 1), _ => { }, TimeSpan.FromMilliseconds(150));
         m.BeginPostCopy(pages);
         pages.PauseWaitDeadlines();
         Exception? error = null;
@@ -127,7 +117,7 @@ public sealed class PostCopyPagesTests
     public void A_failed_link_wakes_every_waiting_vcpu_with_the_reason()
     {
         using var m = new GuestMemory(4 * Page);
-        var pages = new PostCopyPages(Pending(4, 0, 1), _ => { }, TimeSpan.FromSeconds(30));
+        var pages = new PostCopyPages(PendingPages.Of(4, 0, 1), _ => { }, TimeSpan.FromSeconds(30));
         m.BeginPostCopy(pages);
         Exception? ea = null, eb = null;
         var a = new Thread(() => ea = Bounded.Catch(() => m.Write(0, 0, [1]), Bound, "vCPU a"));
@@ -145,7 +135,7 @@ public sealed class PostCopyPagesTests
     public void A_request_that_cannot_be_sent_fails_post_copy_at_once()
     {
         using var m = new GuestMemory(4 * Page);
-        var pages = new PostCopyPages(Pending(4, 0), _ => throw new IOException("broken pipe"), TimeSpan.FromSeconds(30));
+        var pages = new PostCopyPages(PendingPages.Of(4, 0), _ => throw new IOException("broken pipe"), TimeSpan.FromSeconds(30));
         m.BeginPostCopy(pages);
         Exception? ex = Bounded.Catch(() => m.Write(0, 0, [1]), Bound, "a write whose request fails");
         Assert.Contains("broken pipe", Assert.IsType<GuestPageUnavailableException>(ex).Message);
