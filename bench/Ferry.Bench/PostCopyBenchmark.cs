@@ -177,8 +177,10 @@ internal static class PostCopyBenchmark
             return "–";
         }
         var resume = runs.Where(x => x.ResumeDegradationPercent is not null).Select(x => x.ResumeDegradationPercent!.Value).ToList();
+        // Without live rounds (pure post-copy) the live span is only the offer, a few ms: its rate is noise.
+        string live = runs.Any(x => x.LiveRounds > 0) ? Stats.Median(runs.Select(x => x.LiveDegradationPercent)).ToString("0.0", CultureInfo.InvariantCulture) : "–";
         return string.Create(CultureInfo.InvariantCulture,
-            $"{Stats.Median(runs.Select(x => x.DegradationPercent)):0.0} / {Stats.Median(runs.Select(x => x.LiveDegradationPercent)):0.0} / {(resume.Count > 0 ? Stats.Median(resume).ToString("0.0", CultureInfo.InvariantCulture) : "–")}");
+            $"{Stats.Median(runs.Select(x => x.DegradationPercent)):0.0} / {live} / {(resume.Count > 0 ? Stats.Median(resume).ToString("0.0", CultureInfo.InvariantCulture) : "–")}");
     }
 
     private static string Percent(double? value) => value is { } v ? v.ToString("0.0", CultureInfo.InvariantCulture) : "–";

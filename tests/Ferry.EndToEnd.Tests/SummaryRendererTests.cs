@@ -38,6 +38,7 @@ public sealed class SummaryRendererTests
         Assert.Contains("6,010 ops/s during (39.9% lower; 10 ops at the source + 6,000 at the destination", text);
         Assert.Contains("degradation, resume phase", text);
         Assert.Contains("via userfaultfd", text);
+        Assert.DoesNotContain("live rounds alone", text);     // no live round: the offer's few ms are noise
         Assert.Contains("5,000 ops/s at the destination while pages were missing (50.0% lower, over 800.0 ms)", text);
     }
 
@@ -50,9 +51,11 @@ public sealed class SummaryRendererTests
             Outcome = "completed",
             Timing = new TimingMetrics { TotalMs = 1_250, PreparationMs = 1_000 },
             Degradation = DegradationCalculator.Compute(10_000, 3_000, sourceOps: 9_000, liveMs: 1_000, totalMs: 1_250, destination: null),
+            Rounds = [new RoundRecord { Round = 1, Kind = "live", PagesSent = 10 }],
         };
         string text = Render(report);
         Assert.Contains("7,200 ops/s during (28.0% lower; 9,000 ops, all at the source", text);
         Assert.DoesNotContain("resume phase", text);
+        Assert.Contains("live rounds alone 9,000 ops/s, 10.0% lower", text);
     }
 }

@@ -32,7 +32,9 @@ internal static class SummaryRenderer
             $"{UnitParser.FormatBytes(pages.WireBytes)} on the wire for {UnitParser.FormatBytes(pages.RawBytes)} of pages")));
         table.AddRow("total migration time", Ms(t.TotalMs));
         table.AddRow("application degradation", Markup.Escape(d.BaselineOpsPerSecond > 0
-            ? string.Create(inv, $"{d.BaselineOpsPerSecond:N0} ops/s before → {d.DuringOpsPerSecond:N0} ops/s during ({d.DegradationPercent:0.0}% lower; {WhereCounted(d)}; live rounds alone {d.LiveOpsPerSecond:N0} ops/s, {d.LiveDegradationPercent:0.0}% lower)")
+            ? string.Create(inv, $"{d.BaselineOpsPerSecond:N0} ops/s before → {d.DuringOpsPerSecond:N0} ops/s during ({d.DegradationPercent:0.0}% lower; {WhereCounted(d)}") +
+              // Without a live round the "live" span is only the offer, a few ms: its rate is noise.
+              (r.Rounds.Any(x => x.Kind == "live") ? string.Create(inv, $"; live rounds alone {d.LiveOpsPerSecond:N0} ops/s, {d.LiveDegradationPercent:0.0}% lower)") : ")")
             : "no baseline (idle guest)"));
         if (d.BaselineOpsPerSecond > 0 && d is { ResumeOpsPerSecond: { } resumeRate, ResumeDegradationPercent: { } resumePercent })
         {
