@@ -81,12 +81,13 @@ public sealed class KernelPostCopyTests
     }
 
     [LinuxFact(HostNeeds.Userfaultfd)]
-    public void A_stale_copy_from_a_live_round_is_dropped_so_reading_it_waits_for_the_new_content()
+    public void A_stale_copy_from_a_live_round_is_never_read_an_access_waits_for_the_new_content()
     {
         using var m = new GuestMemory(16 * Page);
         m.EnableFastInstall();
-        m.InstallPage(5, Filled(0x01));                  // round 1 sent page 5 ...
-        DirtyBitmap pending = PendingPages.Of(16, 5);             // ... and the guest wrote it again before the pause
+        m.InstallPage(5, Filled(0x01));                  // round 1 sent pages 5 and 6 ...
+        m.InstallPage(6, Filled(0x01));
+        DirtyBitmap pending = PendingPages.Of(16, 5, 6);  // ... and the guest wrote them again before the pause
         var requests = new ConcurrentQueue<long>();
         var pages = new PostCopyPages(pending, requests.Enqueue, TimeSpan.FromSeconds(10));
         m.BeginKernelPostCopy(pages, pending);
@@ -94,11 +95,24 @@ public sealed class KernelPostCopyTests
         byte[] read = new byte[Page];
         var reader = new Thread(() => m.ReadPage(5, read));
         reader.Start();
-        Bounded.WaitUntil(() => requests.Count == 1, Bound, "the read faulted and asked for page 5");
+        Bounded.WaitUntil(() => requests.Count == 1, Bound, "the read asked for page 5");
+        Thread.Sleep(20);
+        Assert.True(reader.IsAlive);                      // present in the kernel, yet it waits
         Assert.True(m.InstallArrivedPage(5, Filled(0x02), zero: false));
         Assert.True(reader.Join(Bound), "the read never completed");
         Assert.Equal(0x02, read[0]);                     // the new content, never the stale 0x01
         Assert.Equal(0x02, read[^1]);
+
+        var writer = new Thread(() => m.Write(6, 10, [0x33]));
+        writer.Start();
+        Bounded.WaitUntil(() => requests.Count == 2, Bound, "the write asked for page 6");
+        Assert.True(m.InstallArrivedPage(6, default, zero: true));   // page 6 is zero now at the source
+        Assert.True(writer.Join(Bound), "the write never completed");
+        Assert.True(m.ReadPage(6, read));
+        Assert.Equal(0x33, read[10]);
+        Assert.Equal(0, read[0]);                        // the stale 0x01 is gone under the zero page
+        Assert.Equal(0, read[^1]);
+        Assert.Equal(2, pages.Latencies.Count);
         m.EndPostCopy();
     }
 
