@@ -19,7 +19,7 @@ internal static class AgentCommand
         var migrationListen = new Option<string?>("--migration-listen") { Description = "address:port for incoming migrations (default: the API address, any free port)" };
         var maxMemory = new Option<string>("--max-vm-memory") { Description = "largest VM this agent accepts", DefaultValueFactory = _ => "64GiB" };
         var dirtyLog = new Option<string>("--dirty-log") { Description = "dirty log for migrations that do not name one: auto, kernel or software", DefaultValueFactory = _ => "auto" };
-        var pageInstall = new Option<string>("--page-install") { Description = "how incoming pages are installed: auto, uffd (UFFDIO_COPY runs) or copy", DefaultValueFactory = _ => "auto" };
+        var pageInstall = new Option<string>("--page-install") { Description = "how incoming pages are installed, and so how post-copy catches missing pages: auto, uffd (UFFDIO_COPY runs; userfaultfd faults) or copy (plain copies; software present checks)", DefaultValueFactory = _ => "auto" };
         var pauseLimit = new Option<string>("--post-copy-pause-limit") { Description = "how long a VM arriving by post-copy waits for its source after the link broke, before it is stopped and discarded", DefaultValueFactory = _ => "10m" };
         var cmd = new Command("agent", "Run a host agent: runs VMs, accepts migrations, serves the control API") { listen, keyFile, migrationListen, maxMemory, dirtyLog, pageInstall, pauseLimit };
         cmd.SetAction(async (parse, ct) =>
