@@ -202,7 +202,7 @@ public sealed class MigrationManager : IDisposable
         return ep;
     }
 
-    private static Stream Connect(IPEndPoint endpoint, CancellationToken ct)
+    internal static Stream Connect(IPEndPoint endpoint, CancellationToken ct)
     {
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
