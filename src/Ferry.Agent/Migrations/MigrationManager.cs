@@ -145,7 +145,7 @@ public sealed class MigrationManager : IDisposable
                 }
             }
             var session = new SourceMigration(job.Id, vm, stream, options, dirtyLog,
-                HostIdentity.Local(_selfEndpoint()), HostIdentity.Local(job.Target) with { HostName = "", Endpoint = job.Target }, Reconnect);
+                HostIdentity.Local(_selfEndpoint()), HostIdentity.Local(job.Target) with { HostName = "", Endpoint = job.Target }, Reconnect, LinkDelivery);
             job.Session = session;
             stream = null; // the session owns and closes it
             SourceResult result = session.Run(job.Cancel.Token);
@@ -220,6 +220,12 @@ public sealed class MigrationManager : IDisposable
             throw;
         }
     }
+
+    /// <summary>How much the migration connection has delivered, from TCP itself (null for anything but a TCP stream).</summary>
+    internal static Core.Pacing.LinkDelivery? LinkDelivery(Stream stream) =>
+        stream is NetworkStream { Socket: { } socket } && Native.Linux.TcpDelivery.TryReadBytesAcked(socket, out ulong acked)
+            ? new Core.Pacing.LinkDelivery(acked)
+            : null;
 
     /// <summary>
     /// Bytes the kernel may hold for this socket that it has not sent yet. Without a cap the 4 MiB

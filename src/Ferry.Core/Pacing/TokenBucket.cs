@@ -14,11 +14,13 @@ public sealed class TokenBucket
 
     /// <param name="bytesPerSecond">Rate; must be positive.</param>
     /// <param name="minimumBurst">Largest single request that must pass without being split.</param>
-    public TokenBucket(double bytesPerSecond, double minimumBurst, double nowSeconds)
+    /// <param name="burstSeconds">How much of the rate may go at once after a quiet spell (default 50 ms).</param>
+    public TokenBucket(double bytesPerSecond, double minimumBurst, double nowSeconds, double burstSeconds = 0.05)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytesPerSecond);
+        ArgumentOutOfRangeException.ThrowIfNegative(burstSeconds);
         _rate = bytesPerSecond;
-        _burst = Math.Max(minimumBurst, bytesPerSecond * 0.05);
+        _burst = Math.Max(minimumBurst, bytesPerSecond * burstSeconds);
         _tokens = 0;
         _last = nowSeconds;
     }

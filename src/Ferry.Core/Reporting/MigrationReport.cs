@@ -218,6 +218,9 @@ public sealed record PostCopyMetrics
     /// <summary>Kernel path: never-written pages the guest touched, zero-filled by the destination's resolver (a subset of <see cref="ZeroFilledLocally"/>).</summary>
     public long ZeroFilledOnFault { get; init; }
 
+    /// <summary>Without a bandwidth limit: the rate the push was paced at, 90 % of the link's measured delivery rate (0: not paced automatically).</summary>
+    public double AutoPacedBytesPerSecond { get; init; }
+
     /// <summary>Pages sent because the destination asked for them (a fault).</summary>
     public long DemandPages { get; init; }
 

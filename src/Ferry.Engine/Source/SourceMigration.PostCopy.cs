@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Ferry.Core.Pacing;
 using Ferry.Core.Paging;
 using Ferry.Protocol.Framing;
 using Ferry.Protocol.Messages;
@@ -82,9 +83,16 @@ public sealed partial class SourceMigration
         int round = _round;
         PrePagingCursor cursor = ctx.Cursor!;
         long demandSincePush = 0;
+        PostCopyAutoPacing? autoPacing = _options.MaxBandwidthBytesPerSecond == 0 && _linkDelivery is not null ? new PostCopyAutoPacing() : null;
+        long nextLinkSample = 0;
         while (ctx.Remaining > 0)
         {
             long before = ctx.Remaining;
+            if (autoPacing is not null && Stopwatch.GetTimestamp() >= nextLinkSample)
+            {
+                nextLinkSample = Stopwatch.GetTimestamp() + Stopwatch.Frequency / 1000;
+                SampleLink(ctx, autoPacing);
+            }
             // Strict priority: every request that has arrived is answered before another page is pushed.
             var demand = new BatchBuilder(this, round, owe: true);
             while (returnPath.TryTakePageRequest(out long requested))
@@ -136,6 +144,26 @@ public sealed partial class SourceMigration
         }
         _writer.Flush();
         ctx.LastPageSentAt = Stopwatch.GetTimestamp();
+    }
+
+    /// <summary>
+    /// Post-copy with no bandwidth limit: once TCP's delivery-rate estimate has settled, paces the
+    /// push at <see cref="PostCopyAutoPacing.Fraction"/> of it, so the queues between the hosts stay
+    /// short and a page answer does not wait behind pushed pages there. The bucket's burst is small
+    /// (2 ms of rate) for the same reason.
+    /// </summary>
+    private void SampleLink(RunContext ctx, PostCopyAutoPacing autoPacing)
+    {
+        if (_linkDelivery!(_stream) is not { } sample)
+        {
+            return;
+        }
+        long now = Stopwatch.GetTimestamp();
+        if (autoPacing.Observe(sample, Seconds(_start, now)) && autoPacing.PacingBytesPerSecond is { } rate)
+        {
+            _bucket = new TokenBucket(rate, FrameHeader.Size + PageBatchCodec.MaxPayloadFor(PushBatchPages), Seconds(_start, now), burstSeconds: 0.002);
+            ctx.AutoPacedBytesPerSecond = rate;
+        }
     }
 
     /// <summary>

@@ -121,6 +121,7 @@ public sealed partial class SourceMigration
         FaultLatencyMaxMs = ctx.PostCopyComplete?.FaultLatencyMaxMs ?? 0,
         FaultPath = ctx.PostCopyComplete?.FaultPath ?? "",
         ZeroFilledOnFault = ctx.PostCopyComplete?.ZeroFilledOnFault ?? 0,
+        AutoPacedBytesPerSecond = ctx.AutoPacedBytesPerSecond,
         DemandPages = ctx.DemandPages,
         PushPages = ctx.PushPages,
         PrePagedPages = ctx.PrePagedPages,

@@ -27,6 +27,7 @@ public sealed partial class SourceMigration
     private readonly VirtualMachine _vm;
     private Stream _stream;
     private readonly Func<CancellationToken, Stream>? _reconnect;
+    private readonly Func<Stream, Core.Pacing.LinkDelivery?>? _linkDelivery;
     private readonly List<ReturnPath> _recoveredReturnPaths = [];
 
     /// <summary>How long a failed write waits for the return path to say why (see <see cref="ReturnPath.ErrorWithin"/>).</summary>
@@ -67,7 +68,8 @@ public sealed partial class SourceMigration
         IDirtyLog dirtyLog,
         HostInfo sourceHost,
         HostInfo destinationEndpoint,
-        Func<CancellationToken, Stream>? reconnect = null)
+        Func<CancellationToken, Stream>? reconnect = null,
+        Func<Stream, Core.Pacing.LinkDelivery?>? linkDelivery = null)
     {
         options.Validate();
         _migrationId = migrationId;
@@ -75,6 +77,8 @@ public sealed partial class SourceMigration
         _stream = authenticatedStream;
         // Post-copy recovery: opens a new authenticated connection to the same destination. Null = a broken link after switchover is final.
         _reconnect = reconnect;
+        // Post-copy without a bandwidth limit: how fast the link delivers (TCP's estimate, from the agent). Null = never paced automatically.
+        _linkDelivery = linkDelivery;
         _options = options;
         _dirtyLog = dirtyLog;
         _sourceHost = sourceHost;
@@ -230,6 +234,7 @@ public sealed partial class SourceMigration
         public int Recoveries;
         public long PagesLost;
         public bool PostCopyEndSent;
+        public double AutoPacedBytesPerSecond;
         public long PausedTicks;
     }
 }

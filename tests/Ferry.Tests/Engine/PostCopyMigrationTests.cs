@@ -114,6 +114,34 @@ public sealed class PostCopyMigrationTests
         Assert.Equal(VmRunState.Paused, vm.State);
     }
 
+    [Fact]
+    public void Without_a_bandwidth_limit_the_push_paces_itself_just_below_the_link_it_measures()
+    {
+        // 24 MiB to move over a 24 MiB/s link: about a second, long enough for the estimate to settle.
+        using var vm = Started(Config("memtouch:rate=50000,wss=24MiB,pattern=uniform,content=random,seed=9"));
+        const double link = 24 << 20;
+        SlowLink? slow = null;
+        var outcome = LoopbackMigration.Run(vm, new MigrationOptions { Technique = MigrationTechnique.PostCopy },
+            s => slow = new SlowLink(s, link), linkDelivery: _ => new Ferry.Core.Pacing.LinkDelivery(slow!.Delivered));
+        Assert.Null(outcome.DestinationError);
+        MigrationReport r = outcome.Source.Report;
+        Assert.Equal("completed", r.Outcome);
+        Assert.True(r.Verification.DigestsMatch, r.Error);
+        double paced = r.PostCopy.AutoPacedBytesPerSecond;
+        Assert.True(paced > 0, "the push never paced itself");
+        Assert.InRange(paced / link, Ferry.Core.Pacing.PostCopyAutoPacing.Fraction * 0.8, Ferry.Core.Pacing.PostCopyAutoPacing.Fraction * 1.1);
+    }
+
+    [Fact]
+    public void A_bandwidth_limit_given_by_the_user_is_never_replaced_by_automatic_pacing()
+    {
+        using var vm = Started(Config("memtouch:rate=50000,wss=8MiB,pattern=uniform,content=random,seed=9"));
+        var options = new MigrationOptions { Technique = MigrationTechnique.PostCopy, MaxBandwidthBytesPerSecond = 32L << 20 };
+        var outcome = LoopbackMigration.Run(vm, options, linkDelivery: _ => new Ferry.Core.Pacing.LinkDelivery(0));
+        Assert.Equal("completed", outcome.Source.Report.Outcome);
+        Assert.Equal(0, outcome.Source.Report.PostCopy.AutoPacedBytesPerSecond);
+    }
+
     [Theory]
     [InlineData(PageInstallChoice.Copy)]
     [InlineData(PageInstallChoice.Uffd)]

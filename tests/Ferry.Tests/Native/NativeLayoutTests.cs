@@ -24,6 +24,8 @@ public sealed class NativeLayoutTests
         #include <linux/userfaultfd.h>
         #include <linux/fs.h>
         #include <poll.h>
+        #include <netinet/in.h>
+        #include <linux/tcp.h>
 
         #ifndef UFFD_FEATURE_WP_UNPOPULATED
         #define UFFD_FEATURE_WP_UNPOPULATED (1<<13)
@@ -80,6 +82,7 @@ public sealed class NativeLayoutTests
             S(uffdio_copy); O(uffdio_copy, dst); O(uffdio_copy, src); O(uffdio_copy, len); O(uffdio_copy, mode); O(uffdio_copy, copy);
             S(uffdio_zeropage); O(uffdio_zeropage, range); O(uffdio_zeropage, mode); O(uffdio_zeropage, zeropage);
             P(POLLIN); S(pollfd); O(pollfd, fd); O(pollfd, events); O(pollfd, revents);
+            P(IPPROTO_TCP); P(TCP_INFO); O(tcp_info, tcpi_bytes_acked);
             S(uffd_msg); O(uffd_msg, event); O(uffd_msg, arg.pagefault.flags); O(uffd_msg, arg.pagefault.address);
             O(uffd_msg, arg.pagefault.feat.ptid);
             P(PAGEMAP_SCAN); P(PM_SCAN_WP_MATCHING); P(PM_SCAN_CHECK_WPASYNC);
@@ -208,6 +211,9 @@ public sealed class NativeLayoutTests
         {
             yield return Offset<Libc.pollfd>("pollfd", f);
         }
+        yield return ("IPPROTO_TCP", (ulong)Libc.IPPROTO_TCP);
+        yield return ("TCP_INFO", (ulong)Libc.TCP_INFO);
+        yield return ("offsetof(tcp_info.tcpi_bytes_acked)", (ulong)Libc.TcpInfoBytesAckedOffset);
         yield return Size<Libc.uffd_msg>("uffd_msg");
         yield return Offset<Libc.uffd_msg>("uffd_msg", "@event", "event");
         yield return Offset<Libc.uffd_msg>("uffd_msg", "pagefault_flags", "arg.pagefault.flags");

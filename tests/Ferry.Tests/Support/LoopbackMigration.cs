@@ -32,7 +32,8 @@ internal static class LoopbackMigration
 
     public static Outcome Run(VirtualMachine vm, MigrationOptions options, Func<Stream, Stream>? wrapSource = null, CancellationToken ct = default,
         DirtyLogChoice dirtyLog = DirtyLogChoice.Software, DestinationLimits? limits = null, Func<Stream, Stream>? wrapReconnected = null,
-        PageInstallChoice? pageInstall = null, Func<bool>? linkDown = null, Action<SourceMigration>? onSource = null)
+        PageInstallChoice? pageInstall = null, Func<bool>? linkDown = null, Action<SourceMigration>? onSource = null,
+        Func<Stream, Ferry.Core.Pacing.LinkDelivery?>? linkDelivery = null)
     {
         var (client, server) = ConnectedPair();
         var serverStream = new NetworkStream(server, ownsSocket: true);
@@ -91,7 +92,7 @@ internal static class LoopbackMigration
             MigrationHandshake.RunClient(client, Key);
             return wrapReconnected?.Invoke(client) ?? client;
         };
-        var source = new SourceMigration("m-test", vm, s, options, log, HostIdentity.Local("src"), HostIdentity.Local("dest"), reconnect);
+        var source = new SourceMigration("m-test", vm, s, options, log, HostIdentity.Local("src"), HostIdentity.Local("dest"), reconnect, linkDelivery);
         onSource?.Invoke(source);
         SourceResult result = source.Run(ct);
         Assert.True(dest.Join(TimeSpan.FromSeconds(60)), "destination thread did not finish within 60 s");
