@@ -32,12 +32,13 @@ public sealed class SummaryRendererTests
             Outcome = "completed",
             Timing = new TimingMetrics { TotalMs = 1_000, ResumeMs = 800 },
             Degradation = DegradationCalculator.Compute(10_000, 3_000, sourceOps: 10, liveMs: 5, totalMs: 1_000, dest),
-            PostCopy = new PostCopyMetrics { Used = true, Faults = 12, FaultPath = "userfaultfd: guest RAM registered MISSING" },
+            PostCopy = new PostCopyMetrics { Used = true, Faults = 12, FaultPath = "userfaultfd: guest RAM registered MISSING", AutoPacedBytesPerSecond = 112_500_000 },
         };
         string text = Render(report);
         Assert.Contains("6,010 ops/s during (39.9% lower; 10 ops at the source + 6,000 at the destination", text);
         Assert.Contains("degradation, resume phase", text);
         Assert.Contains("via userfaultfd", text);
+        Assert.Contains("push paced at 112.5 MB/s", text);
         Assert.DoesNotContain("live rounds alone", text);     // no live round: the offer's few ms are noise
         Assert.Contains("5,000 ops/s at the destination while pages were missing (50.0% lower, over 800.0 ms)", text);
     }

@@ -48,6 +48,11 @@ internal static class SummaryRenderer
             string recovered = pc.Recoveries > 0 ? string.Create(inv, $"; {pc.Recoveries} reconnection(s) after {pc.PausedMs / 1000:0.0} s paused, {pc.PagesSentAgain:N0} lost in flight and sent again, {pc.DuplicatePages:N0} duplicates") : "";
             table.AddRow("post-copy pages", Markup.Escape(string.Create(inv,
                 $"{pc.PendingAtSwitchover:N0} after resume: {pc.DemandPages:N0} on demand, {pc.PrePagedPages:N0} pre-paged, {pc.PushPages:N0} pushed; {pc.ZeroFilledLocally:N0} zero-filled locally{recovered}")));
+            if (pc.AutoPacedBytesPerSecond > 0)
+            {
+                table.AddRow("post-copy pacing", Markup.Escape(
+                    $"push paced at {UnitParser.FormatRate(pc.AutoPacedBytesPerSecond)}, 90% of the link rate measured from TCP's acknowledged bytes"));
+            }
         }
         console.Write(table);
 
