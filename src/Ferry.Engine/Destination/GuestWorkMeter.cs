@@ -5,9 +5,10 @@ using Ferry.Vm.Machine;
 namespace Ferry.Engine.Destination;
 
 /// <summary>
-/// Counts the guest's operations at the destination during post-copy. The source's own count
-/// stops at its pause, so without this the guest's work after the switch would read as none.
-/// Everything is measured on this host's clock and sent as durations.
+/// Times the resume phase (VM running here → last pending page installed) and counts the guest's
+/// operations at the destination during post-copy. The source's own count stops at its pause, so
+/// without this the guest's work after the switch would read as none. Everything is measured on
+/// this host's clock and sent as durations.
 /// </summary>
 internal sealed class GuestWorkMeter
 {
@@ -15,6 +16,7 @@ internal sealed class GuestWorkMeter
     private readonly long _runningAt;
     private readonly ulong _opsAtRunning;
     private ulong? _opsAtLastPage;
+    private long _lastPageAt;
 
     /// <param name="runningAt">When the VM started here (the start of the resume phase).</param>
     /// <param name="allPagesPresent">Nothing was missing at the start: the resume phase is empty.</param>
@@ -26,18 +28,27 @@ internal sealed class GuestWorkMeter
         if (allPagesPresent)
         {
             _opsAtLastPage = _opsAtRunning;
+            _lastPageAt = runningAt;
         }
     }
 
     /// <summary>The last pending page is installed: the resume phase ends. Later calls change nothing.</summary>
-    public void LastPageArrived() => _opsAtLastPage ??= _vm.TotalOps;
+    public void LastPageArrived()
+    {
+        if (_opsAtLastPage is null)
+        {
+            _opsAtLastPage = _vm.TotalOps;
+            _lastPageAt = Stopwatch.GetTimestamp();
+        }
+    }
 
-    /// <summary>The verdict with the guest's work so far: the resume phase's ops, and everything since the VM started here.</summary>
+    /// <summary>The verdict with the resume phase's length and the guest's work so far: the resume phase's ops, and everything since the VM started here.</summary>
     public PostCopyComplete AddTo(PostCopyComplete verdict)
     {
         ulong now = _vm.TotalOps;
         return verdict with
         {
+            ResumeMs = _lastPageAt == 0 ? 0 : (_lastPageAt - _runningAt) * 1000.0 / Stopwatch.Frequency,
             ResumeOps = _opsAtLastPage is { } last ? (long)(last - _opsAtRunning) : null,
             RunOps = (long)(now - _opsAtRunning),
             RunMs = (Stopwatch.GetTimestamp() - _runningAt) * 1000.0 / Stopwatch.Frequency,

@@ -83,8 +83,7 @@ internal sealed class PostCopyReceiver
             vm.Start();
             setPhase("post-copy");
             runningAt = Stopwatch.GetTimestamp();
-            long lastPageAt = pages.Missing == 0 ? runningAt : 0;
-            var work = new GuestWorkMeter(vm, runningAt, allPagesPresent: lastPageAt != 0);
+            var work = new GuestWorkMeter(vm, runningAt, allPagesPresent: pages.Missing == 0);
             double resumeMs = (runningAt - _switchAt) * 1000.0 / Stopwatch.Frequency;
             Send(FrameType.Resumed, ControlJson.Encode(new Resumed { ResumeMs = resumeMs }));
             while (true)
@@ -117,9 +116,8 @@ internal sealed class PostCopyReceiver
                         }
                         received += count;
                         countReceived(count);
-                        if (lastPageAt == 0 && pages.Missing == 0)
+                        if (pages.Missing == 0)
                         {
-                            lastPageAt = Stopwatch.GetTimestamp();
                             work.LastPageArrived();
                         }
                         break;
@@ -143,7 +141,6 @@ internal sealed class PostCopyReceiver
                             FaultLatencyP50Ms = p50,
                             FaultLatencyP99Ms = p99,
                             FaultLatencyMaxMs = max,
-                            ResumeMs = lastPageAt == 0 ? 0 : (lastPageAt - runningAt) * 1000.0 / Stopwatch.Frequency,
                             FaultPath = kernelFaults ? KernelFaultPath : SoftwareFaultPath,
                             ZeroFilledOnFault = pages.ZeroFilledOnFault,
                             DuplicatePages = _duplicates,

@@ -145,6 +145,10 @@ public sealed class PostCopyPages
     private long PausedTicksLocked(long at, long notBefore) =>
         _pausedTicks + (_pausedSince == 0 ? 0 : Math.Max(0, at - Math.Max(_pausedSince, notBefore)));
 
+    /// <summary>How long a wait that began at <paramref name="start"/> (when <see cref="PausedTicksLocked"/> read <paramref name="pausedAtStart"/>) has counted toward its timeout by <paramref name="now"/>: paused time does not count.</summary>
+    private long WaitedTicksLocked(long start, long pausedAtStart, long now) =>
+        now - start - (PausedTicksLocked(now, start) - pausedAtStart);
+
     /// <summary>Blocks the calling vCPU until the page is present. Throws <see cref="GuestPageUnavailableException"/> when it never will be.</summary>
     public void WaitUntilPresent(long page)
     {
@@ -164,7 +168,6 @@ public sealed class PostCopyPages
                 Fail($"could not ask the source for page {page}: {ex.Message}");
             }
         }
-        long deadline = start + _waitTimeoutTicks;
         lock (_gate)
         {
             // A full fence before reading the present bit, paired with the one in MarkPresent: either
@@ -179,8 +182,7 @@ public sealed class PostCopyPages
                     {
                         throw new GuestPageUnavailableException(page, reason);
                     }
-                    long now = Stopwatch.GetTimestamp();
-                    long left = deadline + (PausedTicksLocked(now, start) - pausedBefore) - now;
+                    long left = _waitTimeoutTicks - WaitedTicksLocked(start, pausedBefore, Stopwatch.GetTimestamp());
                     if (left <= 0 && _pausedSince == 0)
                     {
                         string timeout = $"page {page} did not arrive within {WaitTimeout.TotalSeconds:0.###} s";
@@ -260,8 +262,7 @@ public sealed class PostCopyPages
             {
                 foreach (var (page, start, pausedAtStart) in _kernelFaults)
                 {
-                    long paused = PausedTicksLocked(now, start) - pausedAtStart;
-                    if (now - start - paused > _waitTimeoutTicks)
+                    if (WaitedTicksLocked(start, pausedAtStart, now) > _waitTimeoutTicks)
                     {
                         late = page;
                         break;
