@@ -7,6 +7,7 @@ using Ferry.Core.Tracking;
 using Ferry.Core.Units;
 using Ferry.Core.Workloads;
 using Ferry.Vm.Machine;
+using static Ferry.Bench.BenchFormat;
 
 namespace Ferry.Bench;
 
@@ -399,9 +400,4 @@ internal static class ConvergenceBenchmark
         Console.WriteLine();
         Console.WriteLine(all);
     }
-
-    private static void Progress(string message) =>
-        Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss}] {message}");
-
-    private static string F(double v) => double.IsNaN(v) ? "n/a" : v.ToString("0.00", CultureInfo.InvariantCulture);
 }

@@ -6,6 +6,7 @@ using Ferry.Native;
 using Ferry.Protocol.Framing;
 using Ferry.Protocol.Messages;
 using Ferry.Vm.Memory;
+using static Ferry.Bench.BenchFormat;
 
 namespace Ferry.Bench;
 
@@ -413,15 +414,4 @@ internal static class InstallBenchmark
 
         public void Dispose() => _data.Dispose();
     }
-
-    private static void Progress(string message) =>
-        Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss}] {message}");
-
-    private static string Mib(long bytes) => (bytes / 1048576.0).ToString("0", CultureInfo.InvariantCulture);
-
-    private static string Gbs(double bytesPerSecond) => double.IsNaN(bytesPerSecond) ? "n/a" : (bytesPerSecond / 1e9).ToString("0.000", CultureInfo.InvariantCulture);
-
-    private static string P(double share) => double.IsNaN(share) ? "n/a" : (share * 100).ToString("0", CultureInfo.InvariantCulture) + "%";
-
-    private static string F(double v) => double.IsNaN(v) ? "n/a" : v.ToString("0.00", CultureInfo.InvariantCulture);
 }

@@ -4,6 +4,7 @@ using Ferry.Core.Paging;
 using Ferry.Core.Policy;
 using Ferry.Core.Reporting;
 using Ferry.Vm.Machine;
+using static Ferry.Bench.BenchFormat;
 
 namespace Ferry.Bench;
 
@@ -256,6 +257,4 @@ internal static class PostCopyBenchmark
             vm.Memory.Write(p, 0, page);
         }
     }
-
-    private static void Progress(string line) => Console.Error.WriteLine(line);
 }

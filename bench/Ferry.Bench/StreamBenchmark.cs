@@ -4,6 +4,7 @@ using Ferry.Core.Migration;
 using Ferry.Core.Reporting;
 using Ferry.Core.Tracking;
 using Ferry.Vm.Machine;
+using static Ferry.Bench.BenchFormat;
 
 namespace Ferry.Bench;
 
@@ -455,15 +456,4 @@ internal static class StreamBenchmark
                               $"({floorWork / budget * 100:0}% of the budget) before the kernel's socket copy, which raw TCP also pays.");
         }
     }
-
-    private static void Progress(string message) =>
-        Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss}] {message}");
-
-    private static string Mib(long bytes) => (bytes / 1048576.0).ToString("0", CultureInfo.InvariantCulture);
-
-    private static string Gbs(double bytesPerSecond) => double.IsNaN(bytesPerSecond) ? "n/a" : (bytesPerSecond / 1e9).ToString("0.000", CultureInfo.InvariantCulture);
-
-    private static string P(double share) => double.IsNaN(share) ? "n/a" : (share * 100).ToString("0", CultureInfo.InvariantCulture) + "%";
-
-    private static string F(double v) => double.IsNaN(v) ? "n/a" : v.ToString("0.00", CultureInfo.InvariantCulture);
 }
