@@ -92,14 +92,7 @@ public sealed class PageInstallTests
             Fill = RamFill.Mix,
             OpsLimitPerVcpu = 40_000,
         };
-        ulong expected;
-        using (var reference = VirtualMachine.Create(config))
-        {
-            reference.Start();
-            Assert.True(reference.WaitFinished(TimeSpan.FromSeconds(60)), "reference run did not finish");
-            reference.Pause();
-            expected = reference.Memory.ComputeDigest();
-        }
+        ulong expected = ReferenceRun.Digest(config);
         using var vm = VirtualMachine.Create(config);
         vm.Start();
         Assert.True(SpinWait.SpinUntil(() => vm.TotalOps > 5_000, TimeSpan.FromSeconds(30)), "the guest did not start working");
@@ -110,9 +103,7 @@ public sealed class PageInstallTests
         string expectedBackend = install == PageInstallChoice.Copy || !HostCapabilities.Current.MissingMode ? "copy" : "uffd";
         Assert.Equal(expectedBackend, outcome.Source.Report.PageInstall.Backend);
         using VirtualMachine dest = outcome.Destination!;
-        Assert.True(dest.WaitFinished(TimeSpan.FromSeconds(60)), "the migrated guest did not finish");
-        dest.Pause();
-        Assert.Equal(expected, dest.Memory.ComputeDigest());
+        ReferenceRun.AssertFinishesWith(dest, expected);
     }
 
     [Fact]

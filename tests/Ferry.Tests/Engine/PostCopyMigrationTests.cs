@@ -198,14 +198,7 @@ public sealed class PostCopyMigrationTests
     {
         // Ops-limited so the end state can be compared with a run that never migrated.
         VmConfig config = Config("memtouch:rate=40000,wss=24MiB,pattern=uniform,content=random,seed=12") with { OpsLimitPerVcpu = 60_000 };
-        ulong expected;
-        using (var reference = VirtualMachine.Create(config))
-        {
-            reference.Start();
-            Assert.True(reference.WaitFinished(TimeSpan.FromSeconds(60)), "reference run did not finish");
-            reference.Pause();
-            expected = reference.Memory.ComputeDigest();
-        }
+        ulong expected = ReferenceRun.Digest(config);
 
         using var vm = Started(config);
         TruncatingStream? first = null;
@@ -223,9 +216,7 @@ public sealed class PostCopyMigrationTests
         Assert.Equal(VmRunState.Paused, vm.State);
 
         using VirtualMachine dest = outcome.Destination!;
-        Assert.True(dest.WaitFinished(TimeSpan.FromSeconds(60)), "migrated run did not finish");
-        dest.Pause();
-        Assert.Equal(expected, dest.Memory.ComputeDigest());
+        ReferenceRun.AssertFinishesWith(dest, expected);
     }
 
     [Fact]

@@ -20,14 +20,7 @@ public sealed class KernelLogMigrationTests
     public void Pre_copy_with_the_kernel_log_ends_with_the_same_memory_as_an_unmigrated_run(string workload)
     {
         var config = new VmConfig { Id = "kq", MemoryBytes = 64L << 20, Vcpus = 2, Workload = workload, OpsLimitPerVcpu = OpsPerVcpu };
-        ulong expected;
-        using (var reference = VirtualMachine.Create(config))
-        {
-            reference.Start();
-            Assert.True(reference.WaitFinished(TimeSpan.FromSeconds(60)), "reference run did not finish within 60 s");
-            reference.Pause();
-            expected = reference.Memory.ComputeDigest();
-        }
+        ulong expected = ReferenceRun.Digest(config);
 
         var vm = VirtualMachine.Create(config);
         vm.Start();
@@ -42,8 +35,6 @@ public sealed class KernelLogMigrationTests
         vm.Dispose();
 
         using VirtualMachine dest = outcome.Destination!;
-        Assert.True(dest.WaitFinished(TimeSpan.FromSeconds(60)), "migrated run did not finish within 60 s");
-        dest.Pause();
-        Assert.Equal(expected, dest.Memory.ComputeDigest());
+        ReferenceRun.AssertFinishesWith(dest, expected);
     }
 }
