@@ -245,7 +245,7 @@ internal static class ConvergenceBenchmark
         };
         LoopbackMigration.Result m = LoopbackMigration.Run(vm, options, ParsePageInstall(s.PageInstall), $"bench-conv-{c.Label}-{repeat}", RunTimeout);
         MigrationReport rep = m.Report;
-        if (rep.Outcome != "completed" || !rep.Verification.DigestsMatch)
+        if (rep.Outcome != MigrationOutcome.Completed || !rep.Verification.DigestsMatch)
         {
             throw new InvalidOperationException($"{c.Label} repeat {repeat}: migration did not complete cleanly: outcome {rep.Outcome}, " +
                                                 $"error {rep.Error ?? m.DestinationError ?? "none"}");
@@ -273,7 +273,7 @@ internal static class ConvergenceBenchmark
             Case = c.Label,
             Repeat = repeat,
             Workload = workload,
-            Outcome = rep.Outcome,
+            Outcome = rep.Outcome.ToWire(),
             PageInstallBackend = rep.PageInstall.Backend,
             DirtyLogBackend = rep.DirtyLog.Backend,
             DirtyLogReason = rep.DirtyLog.Reason,

@@ -208,7 +208,7 @@ internal static class PostCopyBenchmark
         };
         LoopbackMigration.Result m = LoopbackMigration.Run(vm, options, install, $"bench-pc-{technique.ToWire()}-{repeat}", RunTimeout);
         MigrationReport r = m.Report;
-        if (r.Outcome != "completed" || !r.Verification.DigestsMatch)
+        if (r.Outcome != MigrationOutcome.Completed || !r.Verification.DigestsMatch)
         {
             throw new InvalidOperationException($"{technique.ToWire()} repeat {repeat}: outcome {r.Outcome}, error {r.Error ?? m.DestinationError ?? "none"}");
         }

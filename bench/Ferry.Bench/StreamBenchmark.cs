@@ -173,7 +173,7 @@ internal static class StreamBenchmark
     private static void Require(LoopbackMigration.Result m, string what)
     {
         MigrationReport rep = m.Report;
-        if (rep.Outcome != "completed" || !rep.Verification.DigestsMatch)
+        if (rep.Outcome != MigrationOutcome.Completed || !rep.Verification.DigestsMatch)
         {
             throw new InvalidOperationException($"{what}: migration did not complete cleanly: outcome {rep.Outcome}, error {rep.Error ?? m.DestinationError ?? "none"}");
         }

@@ -1,16 +1,6 @@
-namespace Ferry.Engine;
+using Ferry.Core.Migration;
 
-public enum MigrationFailure
-{
-    PeerDisconnected,
-    ProtocolViolation,
-    DigestMismatch,
-    Refused,
-    Aborted,
-    Cancelled,
-    Timeout,
-    Internal,
-}
+namespace Ferry.Engine;
 
 /// <summary>A migration ended without moving the VM; the message says why in one line.</summary>
 public sealed class MigrationFailedException : Exception

@@ -1,3 +1,4 @@
+using Ferry.Core.Migration;
 using Ferry.Agent.Api;
 
 namespace Ferry.EndToEnd.Tests;
@@ -82,7 +83,7 @@ public sealed class MigrationFailureTests
         Assert.Equal("failed", failed.State);
         Assert.NotNull(failed.Error);
         Assert.Matches("(?i)destination|connection", failed.Error);
-        Assert.Equal("failed", failed.Report!.Outcome);
+        Assert.Equal(MigrationOutcome.Failed, failed.Report!.Outcome);
         Assert.Equal(dirtyLog, failed.Report.DirtyLog.Backend);
         Assert.True((await source.Client.GetVmAsync("victim", default)).Ops > opsBefore, "the workload must not stop while the migration fails");
         await AssertStillRunning(source, "victim");

@@ -1,3 +1,4 @@
+using Ferry.Core.Migration;
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
@@ -47,7 +48,7 @@ public sealed class PostCopyRecoveryTests
     /// <summary>Until post-copy (running, not paused) has sent <paramref name="fraction"/> of the pages it started with.</summary>
     private static Task<MigrationView> UntilPostCopyAt(AgentProcess source, string id, double fraction) =>
         Wait.UntilAsync(() => source.Client.GetMigrationAsync(id, default),
-            v => v.Progress is { Phase: "post-copy", RoundPages: > 0 } p && p.RoundPagesSent >= fraction * p.RoundPages || Ended(v.State),
+            v => v.Progress is { Phase: MigrationPhase.PostCopy, RoundPages: > 0 } p && p.RoundPagesSent >= fraction * p.RoundPages || Ended(v.State),
             Long, $"post-copy to pass {fraction:P0} of its pages");
 
     private static Task<MigrationView> UntilEnded(AgentProcess source, string id) =>
@@ -133,7 +134,7 @@ public sealed class PostCopyRecoveryTests
         Assert.Equal(1, proxy.CutAll());
         MigrationView paused = await UntilAwaitingResume(source, m.Id);
         Assert.Equal("post-copy paused", paused.State);
-        Assert.Equal("post-copy paused", paused.Progress!.Phase);
+        Assert.Equal(MigrationPhase.PostCopyPaused, paused.Progress!.Phase);
         Assert.Contains("waiting for a resume request", paused.Progress.Detail);
         Assert.Equal("post-copy paused", (await source.Client.ListMigrationsAsync(default)).Single(x => x.Id == m.Id).State);
         // The destination keeps the VM waiting for its pages: not failed, not listed as arrived.

@@ -1,3 +1,4 @@
+using Ferry.Core.Migration;
 using Ferry.Cli.Rendering;
 using Ferry.Core.Reporting;
 using Spectre.Console;
@@ -29,7 +30,7 @@ public sealed class SummaryRendererTests
         var report = new MigrationReport
         {
             Technique = "postcopy",
-            Outcome = "completed",
+            Outcome = MigrationOutcome.Completed,
             Timing = new TimingMetrics { TotalMs = 1_000, ResumeMs = 800 },
             Degradation = DegradationCalculator.Compute(10_000, 3_000, sourceOps: 10, liveMs: 5, totalMs: 1_000, dest),
             PostCopy = new PostCopyMetrics { Used = true, Faults = 12, FaultPath = "userfaultfd: guest RAM registered MISSING", AutoPacedBytesPerSecond = 112_500_000 },
@@ -49,7 +50,7 @@ public sealed class SummaryRendererTests
         var report = new MigrationReport
         {
             Technique = "precopy",
-            Outcome = "completed",
+            Outcome = MigrationOutcome.Completed,
             Timing = new TimingMetrics { TotalMs = 1_250, PreparationMs = 1_000 },
             Degradation = DegradationCalculator.Compute(10_000, 3_000, sourceOps: 9_000, liveMs: 1_000, totalMs: 1_250, destination: null),
             Rounds = [new RoundRecord { Round = 1, Kind = "live", PagesSent = 10 }],

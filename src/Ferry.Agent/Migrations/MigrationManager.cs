@@ -157,12 +157,12 @@ public sealed class MigrationManager : IDisposable
             }
             else
             {
-                _vms.EndMigration(vm.Id, result.Report.Outcome == "unconfirmed"
+                _vms.EndMigration(vm.Id, result.Report.Outcome == MigrationOutcome.Unconfirmed
                     ? "kept paused: the destination may be running this VM (commit sent, no confirmation)"
-                    : $"last migration {result.Report.Outcome}: {result.Report.Error}");
+                    : $"last migration {result.Report.Outcome.ToWire()}: {result.Report.Error}");
             }
-            job.State = result.Report.Outcome;
-            Log.OutgoingEnded(_logger, job.Id, vm.Id, result.Report.Outcome, result.Report.Timing.TotalMs, result.Report.Timing.DowntimeMs);
+            job.State = result.Report.Outcome.ToWire();
+            Log.OutgoingEnded(_logger, job.Id, vm.Id, result.Report.Outcome.ToWire(), result.Report.Timing.TotalMs, result.Report.Timing.DowntimeMs);
             if (!result.VmMoved && result.Report.PostCopy.Used)
             {
                 Log.OutgoingPostCopyFailed(_logger, job.Id, vm.Id, result.Report.Error ?? "");

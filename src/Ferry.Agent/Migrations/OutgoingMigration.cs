@@ -36,7 +36,7 @@ internal sealed class OutgoingMigration
         VmId = VmId,
         Target = Target,
         State = VisibleState,
-        Progress = Session?.Progress ?? new MigrationProgress { Phase = State },
+        Progress = Session?.Progress ?? new MigrationProgress(),
         Error = Error,
         Report = Report,
     };

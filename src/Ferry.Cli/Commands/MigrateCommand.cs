@@ -312,7 +312,7 @@ internal static class MigrateCommand
         if (report is null)
         {
             // Failed before the engine started (e.g. destination unreachable): no report from the engine.
-            report = new MigrationReport { MigrationId = final.Id, Outcome = final.State, Error = final.Error, Vm = new VmInfo { Id = vmId } };
+            report = new MigrationReport { MigrationId = final.Id, Outcome = final.State switch { "cancelled" => MigrationOutcome.Cancelled, "unconfirmed" => MigrationOutcome.Unconfirmed, _ => MigrationOutcome.Failed }, Error = final.Error, Vm = new VmInfo { Id = vmId } };
         }
         WriteReport(s.ReportPath, report);
         if (s.Json)
@@ -328,7 +328,7 @@ internal static class MigrateCommand
             SummaryRenderer.Render(console, report);
             console.MarkupLine($"report written to [bold]{Markup.Escape(Path.GetFullPath(s.ReportPath))}[/]");
         }
-        return report.Outcome == "completed" ? 0 : 1;
+        return report.Outcome == MigrationOutcome.Completed ? 0 : 1;
     }
 
     private static void Status(Settings s, string text)

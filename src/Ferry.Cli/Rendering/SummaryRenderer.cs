@@ -1,3 +1,4 @@
+using Ferry.Core.Migration;
 using System.Globalization;
 using Ferry.Core.Reporting;
 using Ferry.Core.Units;
@@ -15,7 +16,7 @@ internal static class SummaryRenderer
         var t = r.Timing;
         var pages = r.Pages;
         var d = r.Degradation;
-        string outcome = r.Outcome == "completed" ? "[green]completed[/]" : $"[red]{Markup.Escape(r.Outcome)}[/]";
+        string outcome = r.Outcome == MigrationOutcome.Completed ? "[green]completed[/]" : $"[red]{Markup.Escape(r.Outcome.ToWire())}[/]";
         console.MarkupLine($"Migration [bold]{Markup.Escape(r.MigrationId)}[/] of VM [bold]{Markup.Escape(r.Vm.Id)}[/] " +
             $"({UnitParser.FormatBytes(r.Vm.MemoryBytes)}, {Markup.Escape(r.Vm.Workload)}) by {Markup.Escape(r.Technique)}: {outcome}");
         if (r.Error is { } err)

@@ -1,9 +1,11 @@
+using Ferry.Core.Migration;
+
 namespace Ferry.Core.Progress;
 
 /// <summary>A snapshot of a running migration, polled by the CLI and the agent API.</summary>
 public sealed record MigrationProgress
 {
-    public string Phase { get; init; } = "setup";
+    public MigrationPhase Phase { get; init; } = MigrationPhase.Setup;
     public int Round { get; init; }
     public long RoundPages { get; init; }
     public long RoundPagesSent { get; init; }

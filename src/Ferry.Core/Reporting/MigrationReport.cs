@@ -1,3 +1,5 @@
+using Ferry.Core.Migration;
+
 namespace Ferry.Core.Reporting;
 
 /// <summary>
@@ -11,7 +13,8 @@ public sealed record MigrationReport
     public string Schema { get; init; } = CurrentSchema;
     public string MigrationId { get; init; } = "";
     public string Technique { get; init; } = "";
-    public string Outcome { get; init; } = "";
+    /// <summary>How it ended; a report that says nothing else is a failure, never a success.</summary>
+    public MigrationOutcome Outcome { get; init; } = MigrationOutcome.Failed;
     public string? Error { get; init; }
     public string? StopReason { get; init; }
     public DateTimeOffset StartedAt { get; init; }

@@ -1,3 +1,4 @@
+using Ferry.Core.Migration;
 using System.Diagnostics;
 using Ferry.Core.Paging;
 using Ferry.Core.Reporting;

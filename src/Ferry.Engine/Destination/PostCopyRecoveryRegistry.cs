@@ -1,3 +1,4 @@
+using Ferry.Core.Migration;
 using System.Collections.Concurrent;
 using Ferry.Protocol;
 using Ferry.Protocol.Framing;

@@ -1,13 +1,12 @@
 using System.Diagnostics;
+using Ferry.Core.Machines.Source;
 using Ferry.Core.Migration;
 using Ferry.Core.Paging;
-using Ferry.Core.Policy;
 using Ferry.Core.Progress;
 using Ferry.Core.Reporting;
 using Ferry.Core.Tracking;
 using Ferry.Protocol.Framing;
 using Ferry.Protocol.Messages;
-using Ferry.Vm.Cpu;
 using Ferry.Vm.Machine;
 using Ferry.Vm.Memory;
 
@@ -17,48 +16,52 @@ namespace Ferry.Engine.Source;
 public sealed record SourceResult(MigrationReport Report, bool VmMoved);
 
 /// <summary>
-/// The source side of one migration over an authenticated stream. Until the commit frame is
-/// written, any failure (destination gone, bad frame, cancel, policy abort) leaves the source VM
-/// running and untouched; after it, the destination owns the VM.
+/// The source side of one migration over an authenticated stream: the engine's driver of
+/// <see cref="SourceMigrationMachine"/>. It executes the machine's commands against guest RAM, the
+/// dirty log and the connection, and feeds back what happened; it decides nothing. Until the
+/// commit frame is written, any failure (destination gone, bad frame, cancel, policy abort) leaves
+/// the source VM running and untouched; after it, the destination owns the VM.
 /// </summary>
-public sealed partial class SourceMigration
+public sealed class SourceMigration : IBatchGate
 {
+    /// <summary>How long a failed write waits for the return path to say why (an Abort or the end of the stream usually follows at once).</summary>
+    private static readonly TimeSpan ReturnPathGrace = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>Longest wait between looks at the machine, so progress stays fresh while nothing happens.</summary>
+    private static readonly TimeSpan IdleTick = TimeSpan.FromMilliseconds(250);
+
+    private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(100);
+
     private readonly string _migrationId;
     private readonly VirtualMachine _vm;
-    private Stream _stream;
-    private readonly Func<CancellationToken, Stream>? _reconnect;
-    private readonly Func<Stream, Core.Pacing.LinkDelivery?>? _linkDelivery;
-    private readonly List<ReturnPath> _recoveredReturnPaths = [];
-
-    /// <summary>How long a failed write waits for the return path to say why (see <see cref="ReturnPath.ErrorWithin"/>).</summary>
-    private static readonly TimeSpan ReturnPathGrace = TimeSpan.FromMilliseconds(500);
+    private readonly GuestMemory _memory;
     private readonly MigrationOptions _options;
     private readonly IDirtyLog _dirtyLog;
     private readonly HostInfo _sourceHost;
     private readonly HostInfo _destinationEndpoint;
-    private readonly IMigrationPolicy _policy;
-    private readonly GuestMemory _memory;
-    private readonly MemoryDigest _digest;
-    private readonly DirtyBitmap _sentEver;
-    private readonly FrameWriter _writer;
-    private readonly List<RoundRecord> _rounds = [];
-    private readonly MonotonicEta _eta = new();
-    private readonly long _start = Stopwatch.GetTimestamp();
-    private Core.Pacing.TokenBucket? _bucket;
+    private readonly Func<CancellationToken, Stream>? _reconnect;
+    private readonly Func<Stream, Core.Pacing.LinkDelivery?>? _linkDelivery;
+    private readonly TimeProvider _time;
+    private readonly long _epoch;
+    private readonly SourceInbox _inbox = new();
+    private readonly SourceMachineSettings _settings;
+    private readonly SourceProgress _progressBuilder = new();
+    private readonly List<IDisposable> _oldLinks = [];
+    private readonly DirtyBitmap _pending;
+    private Stream _stream;
+    private FrameWriter _writer;
+    private ReturnPath _returnPath;
+    private SourceMigrationMachine? _machine;
+    private PageSender? _sender;
+    private PostCopyBacklog? _backlog;
+    private CancellationToken _userToken;
     private volatile MigrationProgress _progress = new();
-    private long _lastProgressAt;
-
-    // Counters (written by the migration thread only).
-    private long _pagesSent;
-    private long _zeroSent;
-    private long _hashTicks;
-    private int _round;
-    private long _roundPages;
-    private long _roundSent;
-    private long _roundStart;
-    private long _roundWireStart;
-    private double _lastDirtyRate;
-    private double _lastBandwidth;
+    private volatile bool _postCopyPaused;
+    private TimeSpan _lastProgressAt = TimeSpan.FromDays(-1);
+    private MigrationPhase _publishedPhase;
+    private MigrationPhase _commandPhase;
+    private bool _scanningAll;
+    private long _scanned;
 
     public SourceMigration(
         string migrationId,
@@ -69,115 +72,490 @@ public sealed partial class SourceMigration
         HostInfo sourceHost,
         HostInfo destinationEndpoint,
         Func<CancellationToken, Stream>? reconnect = null,
-        Func<Stream, Core.Pacing.LinkDelivery?>? linkDelivery = null)
+        Func<Stream, Core.Pacing.LinkDelivery?>? linkDelivery = null,
+        TimeProvider? timeProvider = null)
     {
         options.Validate();
         _migrationId = migrationId;
         _vm = vm;
-        _stream = authenticatedStream;
-        // Post-copy recovery: opens a new authenticated connection to the same destination. Null = a broken link after switchover is final.
-        _reconnect = reconnect;
-        // Post-copy without a bandwidth limit: how fast the link delivers (TCP's estimate, from the agent). Null = never paced automatically.
-        _linkDelivery = linkDelivery;
+        _memory = vm.Memory;
         _options = options;
         _dirtyLog = dirtyLog;
         _sourceHost = sourceHost;
         _destinationEndpoint = destinationEndpoint;
-        _policy = options.CreatePolicy();
-        _memory = vm.Memory;
-        _digest = new MemoryDigest(_memory.PageCount);
-        _sentEver = new DirtyBitmap(_memory.PageCount);
+        // Post-copy recovery: opens a new authenticated connection to the same destination. Null = a broken link after switchover is final.
+        _reconnect = reconnect;
+        // Post-copy without a bandwidth limit: how much the link delivered (TCP's counter, from the agent). Null = never paced automatically.
+        _linkDelivery = linkDelivery;
+        _time = timeProvider ?? TimeProvider.System;
+        _epoch = _time.GetTimestamp();
+        _stream = authenticatedStream;
         _writer = new FrameWriter(authenticatedStream);
+        _returnPath = new ReturnPath(authenticatedStream, _memory.PageCount, _inbox);
+        _pending = new DirtyBitmap(_memory.PageCount);
+        _settings = new SourceMachineSettings
+        {
+            Options = options,
+            GuestPages = _memory.PageCount,
+            MaxBatchFrameBytes = FrameHeader.Size + PageBatchCodec.MaxPayloadFor(PageBatchCodec.MaxPagesPerBatch),
+            PushFrameBytes = FrameHeader.Size + PageBatchCodec.MaxPayloadFor(SourceMigrationMachine.PushBatchPages),
+            CanReconnect = reconnect is not null,
+            CanMeasureLink = linkDelivery is not null,
+        };
     }
 
     /// <summary>A consistent snapshot for progress displays; safe to read from any thread.</summary>
     public MigrationProgress Progress => _progress;
 
-    private double Seconds(long from, long to) => (to - from) / (double)Stopwatch.Frequency;
+    /// <summary>True while post-copy is paused: the link broke after switchover and has not been re-established.</summary>
+    public bool IsPostCopyPaused => _postCopyPaused;
 
-    private double Ms(long from, long to) => Seconds(from, to) * 1000;
+    /// <summary>
+    /// Asks a paused post-copy to try reaching the destination again now, with a fresh automatic
+    /// window (<see cref="MigrationOptions.PostCopyRecoveryTimeout"/>). False when post-copy is not
+    /// paused (nothing to resume); safe from any thread.
+    /// </summary>
+    public bool RequestResume()
+    {
+        if (!_postCopyPaused)
+        {
+            return false;
+        }
+        _inbox.Post(new SourceInput(SourceInputKind.ResumeRequested));
+        return true;
+    }
+
+    private TimeSpan Now => _time.GetElapsedTime(_epoch);
 
     /// <summary>Runs the migration to its end on the calling thread (a dedicated one: it blocks).</summary>
     public SourceResult Run(CancellationToken cancellationToken)
     {
-        DateTimeOffset startedAt = DateTimeOffset.UtcNow;
-        _abandon = cancellationToken;
+        DateTimeOffset startedAt = _time.GetUtcNow();
+        _userToken = cancellationToken;
         var baseline = _vm.OpsRate(_options.BaselineWindow);
         long opsAtStart = (long)_vm.TotalOps;
-        var ctx = new RunContext { Baseline = baseline, OpsAtStart = opsAtStart, StartedAt = startedAt };
-        using var returnPath = new ReturnPath(_stream, _memory.PageCount);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, returnPath.Failed);
+        long opsAtPause = -1;
+        var m = new SourceMigrationMachine(_settings, Now);
+        _machine = m;
+        _sender = new PageSender(_memory, _writer, this);
+        using CancellationTokenRegistration onCancel = cancellationToken.Register(() => _inbox.Post(new SourceInput(SourceInputKind.Cancel)));
         try
         {
-            Migrate(ctx, returnPath, linked.Token);
-            return new SourceResult(BuildReport(ctx, "completed", null), VmMoved: true);
-        }
-        catch (Exception ex)
-        {
-            bool committed = ex is CommittedButUnconfirmedException;
-            bool postCopyBroken = ex is PostCopyBrokenException;
-            MigrationFailedException failure = postCopyBroken
-                ? ClassifyPostCopy(ex.InnerException!, returnPath)
-                : Classify(ex, returnPath, cancellationToken, committed);
-            if (!committed)
+            _returnPath.Start();
+            while (!m.IsFinished)
             {
-                TryTellDestination(failure.Message);
+                try
+                {
+                    Step(m, ref opsAtPause);
+                }
+                catch (Exception ex) when (m.Outcome is null)
+                {
+                    // A bug on this side (the machine refused an event, a decode threw): end the migration cleanly, through the machine.
+                    m.HandleFailure(MigrationFailure.Internal, "internal error: " + ex.Message, Now);
+                }
             }
-            if (!committed && !postCopyBroken)
-            {
-                RestoreSource();
-            }
-            // Once the last page went out the destination may have finished and only its verdict was lost: as after an unanswered commit, it may be running the VM.
-            bool unconfirmed = committed || (postCopyBroken && ctx.PostCopyEndSent);
-            string outcome = unconfirmed ? "unconfirmed" : failure.Kind == MigrationFailure.Cancelled ? "cancelled" : "failed";
-            return new SourceResult(BuildReport(ctx, outcome, failure.Message), VmMoved: false);
         }
         finally
         {
             _dirtyLog.Stop();
             // Closing the stream ends the return path's blocking read.
             _stream.Dispose();
-            foreach (ReturnPath recovered in _recoveredReturnPaths)
+            _returnPath.Dispose();
+            foreach (IDisposable old in _oldLinks)
             {
-                recovered.Dispose();
+                old.Dispose();
+            }
+            _postCopyPaused = false;
+        }
+        return Report(m, startedAt, baseline, opsAtStart, opsAtPause);
+    }
+
+    /// <summary>One turn of the loop: inputs in, one command out and done, or a wait for the next input or timer.</summary>
+    private void Step(SourceMigrationMachine m, ref long opsAtPause)
+    {
+        {
+            {
+                DrainInbox(TimeSpan.Zero);
+                if (m.TryPoll(Now, out SourceCommand command))
+                {
+                    _commandPhase = m.Phase;
+                    try
+                    {
+                        if (command.Kind == SourceCommandKind.PauseVm)
+                        {
+                            _vm.Pause();
+                            opsAtPause = (long)_vm.TotalOps;
+                            m.HandlePaused(Now);
+                        }
+                        else
+                        {
+                            Execute(m, command);
+                        }
+                    }
+                    catch (Exception ex) when (command.Kind is not (SourceCommandKind.TellDestination or SourceCommandKind.ResumeVm))
+                    {
+                        ReportFailure(m, ex);
+                    }
+                    PublishProgress(force: m.Phase != _commandPhase);
+                    return;
+                }
+                if (m.IsFinished)
+                {
+                    return;
+                }
+                TimeSpan wait = IdleTick;
+                if (m.NextTimeout() is { } at)
+                {
+                    wait = at - Now;
+                    if (wait <= TimeSpan.Zero)
+                    {
+                        m.HandleTimeout(Now);
+                        return;
+                    }
+                    wait = wait < IdleTick ? wait : IdleTick;
+                }
+                DrainInbox(wait);
+                if (m.NextTimeout() is { } due && Now >= due)
+                {
+                    m.HandleTimeout(Now);
+                }
+                PublishProgress(force: false);
             }
         }
     }
 
-    private MigrationFailedException Classify(Exception ex, ReturnPath returnPath, CancellationToken userToken, bool committed)
+    private SourceResult Report(SourceMigrationMachine m, DateTimeOffset startedAt, (double OpsPerSecond, TimeSpan Covered) baseline, long opsAtStart, long opsAtPause)
     {
-        if (committed)
+        PublishProgress(force: true);
+        long sourceOps = (opsAtPause >= 0 ? opsAtPause : (long)_vm.TotalOps) - opsAtStart;
+        MigrationReport report = MigrationReportBuilder.Build(m, new SourceReportFacts
         {
-            return new MigrationFailedException(MigrationFailure.PeerDisconnected,
-                $"commit was sent but the destination did not confirm resuming ({ex.Message}); the source VM is kept paused");
-        }
-        if (ex is OperationCanceledException && userToken.IsCancellationRequested)
-        {
-            return new MigrationFailedException(MigrationFailure.Cancelled, "cancelled by request");
-        }
-        // A write failure usually has a clearer cause on the return path (abort reason, EOF), which may take a moment to arrive.
-        if ((ex is IOException or OperationCanceledException or ObjectDisposedException) && returnPath.ErrorWithin(ReturnPathGrace) is { } rp)
-        {
-            return ReturnPath.Wrap(rp, "during " + _progress.Phase);
-        }
-        return ReturnPath.Wrap(ex, "during " + _progress.Phase);
+            MigrationId = _migrationId,
+            StartedAt = startedAt,
+            Source = _sourceHost,
+            DestinationEndpoint = _destinationEndpoint,
+            Vm = new VmInfo
+            {
+                Id = _vm.Id,
+                Name = _vm.Config.Name,
+                MemoryBytes = _memory.SizeBytes,
+                Vcpus = _vm.Config.Vcpus,
+                Workload = _vm.Config.Workload,
+            },
+            DirtyLog = new DirtyLogInfo { Backend = _dirtyLog.Backend, Reason = _dirtyLog.Reason },
+            BaselineOpsPerSecond = baseline.OpsPerSecond,
+            BaselineCovered = baseline.Covered,
+            SourceOps = sourceOps,
+            SourceHashMs = _sender!.HashTicks * 1000.0 / Stopwatch.Frequency,
+        }, Now);
+        return new SourceResult(report, VmMoved: m.Outcome == MigrationOutcome.Completed);
     }
 
-    /// <summary>After a post-copy switchover the VM ran at the destination: resuming the source copy would fork it, so it stays paused.</summary>
-    private MigrationFailedException ClassifyPostCopy(Exception inner, ReturnPath returnPath)
+    // ---- commands --------------------------------------------------------------------------------
+
+    private void Execute(SourceMigrationMachine m, SourceCommand command)
     {
-        Exception cause = inner is IOException or OperationCanceledException or ObjectDisposedException && returnPath.ErrorWithin(ReturnPathGrace) is { } rp ? rp : inner;
-        MigrationFailedException wrapped = ReturnPath.Wrap(cause, "during post-copy");
-        return new MigrationFailedException(wrapped.Kind,
-            $"post-copy failed after the VM resumed at the destination: {wrapped.Message}; the source keeps its paused copy", wrapped);
+        switch (command.Kind)
+        {
+            case SourceCommandKind.SendOffer:
+                Write(m, FrameType.Offer, ControlJson.Encode(new Offer
+                {
+                    MigrationId = _migrationId,
+                    VmId = _vm.Id,
+                    VmName = _vm.Config.Name,
+                    MemoryBytes = _vm.Config.MemoryBytes,
+                    Vcpus = _vm.Config.Vcpus,
+                    Workload = _vm.Config.Workload,
+                    OpsLimitPerVcpu = _vm.Config.OpsLimitPerVcpu,
+                    Technique = _options.Technique.ToWire(),
+                    SourceHost = _sourceHost.HostName,
+                    VcpuStateBytes = Vm.Cpu.VcpuState.SizeInBytes,
+                }));
+                _writer.Flush();
+                break;
+            case SourceCommandKind.StartDirtyLog:
+                _dirtyLog.Start();
+                break;
+            case SourceCommandKind.SendPages:
+                SendRound(m, command);
+                break;
+            case SourceCommandKind.HarvestDirtyLog:
+                m.HandleDirtyHarvested(_dirtyLog.GetAndClear(_pending), Now);
+                break;
+            case SourceCommandKind.TakeFinalDirtyPages:
+            {
+                var last = new DirtyBitmap(_memory.PageCount);
+                _dirtyLog.GetAndClear(last);
+                _dirtyLog.Stop();
+                _pending.UnionWith(last);
+                m.HandleFinalDirtyPages(_pending.Count(), _memory.PageCount - _memory.PopulatedCount(), Now);
+                break;
+            }
+            case SourceCommandKind.CollectPostCopyPages:
+            {
+                long never = 0;
+                for (long p = 0; p < _memory.PageCount; p++)
+                {
+                    if (_memory.IsPopulated(p))
+                    {
+                        _pending.Set(p);
+                    }
+                    else
+                    {
+                        never++;
+                    }
+                }
+                m.HandlePostCopyPagesCollected(_pending.Count(), never, Now);
+                break;
+            }
+            case SourceCommandKind.SendState:
+                SendState(m);
+                m.HandleStateSent(Now);
+                break;
+            case SourceCommandKind.SendPendingMap:
+            {
+                // Its presence is what makes this switchover a post-copy one (a guest has at least one page, so at least one frame goes).
+                long before = _writer.BytesWritten;
+                PendingPagesMessage.WriteAll(_writer, _pending.WordCount, _pending.CopyWordsTo);
+                m.CountWireBytes(_writer.BytesWritten - before);
+                _backlog ??= new PostCopyBacklog(_pending);
+                m.HandlePendingMapSent(Now);
+                break;
+            }
+            case SourceCommandKind.SendSwitchover:
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                ulong digest = _sender!.Digest.Compute();
+                double digestMs = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                Span<byte> sw = stackalloc byte[Switchover.Size];
+                new Switchover(digest, m.Counters.PagesSent, _memory.PageCount, _vm.Config.Vcpus).Write(sw);
+                Write(m, FrameType.Switchover, sw);
+                _writer.Flush();
+                m.HandleSwitchoverSent(digest, digestMs, Now);
+                break;
+            }
+            case SourceCommandKind.SendCommit:
+                Write(m, FrameType.Commit, []);
+                _writer.Flush();
+                m.HandleCommitSent(Now);
+                break;
+            case SourceCommandKind.SampleLink:
+                m.HandleLinkSample(_linkDelivery?.Invoke(_stream), Now);
+                break;
+            case SourceCommandKind.AnswerDemand:
+                AnswerDemand(m, command.Round);
+                break;
+            case SourceCommandKind.PushPages:
+                Push(m, command.Round, command.MaxPages);
+                break;
+            case SourceCommandKind.SendPostCopyEnd:
+            {
+                _writer.Flush();
+                ulong digest = _sender!.Digest.Compute();
+                Span<byte> end = stackalloc byte[PostCopyEnd.Size];
+                new PostCopyEnd(digest, m.Counters.PagesSent).Write(end);
+                Write(m, FrameType.PostCopyEnd, end);
+                _writer.Flush();
+                m.HandlePostCopyEndSent(digest, Now);
+                break;
+            }
+            case SourceCommandKind.Reconnect:
+                Reconnect(m);
+                break;
+            case SourceCommandKind.VerifySourceCopy:
+                VerifySourceCopy(m);
+                break;
+            case SourceCommandKind.TellDestination:
+                TryTellDestination(command.Reason ?? "");
+                break;
+            case SourceCommandKind.ResumeVm:
+                if (_vm.State == VmRunState.Paused)
+                {
+                    _vm.Resume();
+                }
+                break;
+            default:
+                throw new InvalidOperationException($"unknown command {command}");
+        }
     }
 
-    private void RestoreSource()
+    private void Write(SourceMigrationMachine m, FrameType type, ReadOnlySpan<byte> payload)
     {
-        if (_vm.State == VmRunState.Paused)
+        long before = _writer.BytesWritten;
+        _writer.Write(type, payload);
+        m.CountWireBytes(_writer.BytesWritten - before);
+    }
+
+    /// <summary>One round: the pages, then the round-end marker. Round 1 and the static copy scan guest RAM; later rounds send the pending set.</summary>
+    private void SendRound(SourceMigrationMachine m, SourceCommand command)
+    {
+        PageSender sender = _sender!;
+        sender.Begin(command.Round, paced: true);
+        long sent = 0;
+        bool going = true;
+        if (command.Pages == PageSelection.AllPopulated)
         {
-            _vm.Resume();
+            // Pages populated while round 1 runs are sent too, so progress follows the scan position.
+            _scanningAll = true;
+            _scanned = 0;
+            long skipped = 0;
+            for (long p = 0; p < _memory.PageCount && going; p++)
+            {
+                _scanned++;
+                if (!_memory.IsPopulated(p))
+                {
+                    skipped++;
+                    continue;
+                }
+                going = sender.Add(p);
+                sent++;
+            }
+            m.HandleNeverWrittenSkipped(skipped);
+            _scanningAll = false;
         }
+        else
+        {
+            foreach (long p in _pending)
+            {
+                if (!(going = sender.Add(p)))
+                {
+                    break;
+                }
+            }
+        }
+        if (!going || !sender.Finish())
+        {
+            sender.Abandon();
+            return;
+        }
+        Span<byte> marker = stackalloc byte[RoundEnd.Size];
+        new RoundEnd(command.Round, m.RoundSent).Write(marker);
+        if (!BeforeBatch(FrameHeader.Size + RoundEnd.Size, paced: true))
+        {
+            return;
+        }
+        Write(m, FrameType.RoundEnd, marker);
+        if (command.RoundKind == RoundKind.StopAndCopy)
+        {
+            _writer.Flush();
+        }
+        m.HandleRoundSent(Now);
+    }
+
+    /// <summary>Every page request that has arrived, in order; pages already sent (pushed, or asked twice) are skipped.</summary>
+    private void AnswerDemand(SourceMigrationMachine m, int round)
+    {
+        PostCopyBacklog backlog = _backlog!;
+        PageSender sender = _sender!;
+        sender.Begin(round, paced: false);
+        int taken = 0;
+        long sent = 0;
+        long already = 0;
+        bool going = true;
+        try
+        {
+            while (going && backlog.Requests.TryDequeue(out long requested))
+            {
+                taken++;
+                if (!backlog.Pending[requested])
+                {
+                    already++;
+                    continue;
+                }
+                backlog.Pending.Clear(requested);
+                backlog.Cursor.Recentre(requested);
+                sent++;
+                going = sender.Add(requested);
+            }
+            if (going && !sender.Finish())
+            {
+                going = false;
+            }
+            if (!going)
+            {
+                sender.Abandon();
+            }
+            else
+            {
+                _writer.Flush();
+            }
+        }
+        finally
+        {
+            // Even when a write failed: these pages left the pending set, so the machine counts them (a recovery finds them missing and sends them again).
+            m.HandleDemandAnswered(taken, sent, already, Now);
+        }
+    }
+
+    /// <summary>Up to <paramref name="maxPages"/> pending pages in pre-paging order, in one frame.</summary>
+    private void Push(SourceMigrationMachine m, int round, int maxPages)
+    {
+        PostCopyBacklog backlog = _backlog!;
+        PageSender sender = _sender!;
+        sender.Begin(round, paced: false, maxPages);
+        long pushed = 0;
+        long prePaged = 0;
+        try
+        {
+            for (int i = 0; i < maxPages && backlog.Cursor.TryNext(out long page, out bool near); i++)
+            {
+                backlog.Pending.Clear(page);
+                pushed++;
+                if (near)
+                {
+                    prePaged++;
+                }
+                if (!sender.Add(page))
+                {
+                    break;
+                }
+            }
+            if (!sender.Finish())
+            {
+                sender.Abandon();
+            }
+        }
+        finally
+        {
+            // Even when a write failed: these pages left the pending set (see AnswerDemand).
+            m.HandlePushed(pushed, prePaged, Now);
+        }
+    }
+
+    private void SendState(SourceMigrationMachine m)
+    {
+        Vm.Cpu.VcpuState[] vcpus = _vm.SnapshotVcpus();
+        Span<byte> regs = stackalloc byte[Vm.Cpu.VcpuState.SizeInBytes];
+        long before = _writer.BytesWritten;
+        for (int i = 0; i < vcpus.Length; i++)
+        {
+            Vm.Cpu.VcpuState.Write(vcpus[i], regs);
+            Span<byte> payload = _writer.Begin(FrameType.VcpuState);
+            int n = VcpuStateMessage.Write(payload, i, regs);
+            _writer.Complete(n);
+        }
+        _writer.Write(FrameType.DeviceState, ControlJson.Encode(new DeviceState
+        {
+            NicAddress = "vnic:" + _vm.Id,
+            ThrottlePercent = _vm.ThrottlePercent,
+        }));
+        m.CountWireBytes(_writer.BytesWritten - before);
+    }
+
+    /// <summary>
+    /// After the destination runs the VM, the paused source copy is rehashed page by page and
+    /// compared with the hashes of what was sent: a check of the dirty log that costs no downtime.
+    /// </summary>
+    private void VerifySourceCopy(SourceMigrationMachine m)
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        bool match = true;
+        MemoryDigest digest = _sender!.Digest;
+        for (long p = 0; p < _memory.PageCount && match; p++)
+        {
+            match = _memory.HashPage(p) == digest.Get(p);
+        }
+        m.HandleSourceCopyVerified(match, Stopwatch.GetElapsedTime(t0).TotalMilliseconds, Now);
     }
 
     private void TryTellDestination(string reason)
@@ -197,44 +575,348 @@ public sealed partial class SourceMigration
         }
     }
 
-    private sealed class RunContext
-    {
-        public (double OpsPerSecond, TimeSpan Covered) Baseline;
-        public long OpsAtStart;
-        public long OpsAtPause = -1;
-        public DateTimeOffset StartedAt;
-        public HostInfo? Destination;
-        public PageInstallInfo? PageInstall;
-        public string? StopReason;
-        public long PausedAt;
-        public long FinalPagesDone;
-        public long StateDone;
-        public long ResumedAt;
-        public double DestinationResumeMs;
-        public double DigestInDowntimeMs;
-        public ulong SourceDigest;
-        public SwitchoverReady? Ready;
-        public bool? RehashMatches;
-        public double RehashMs;
+    // ---- post-copy recovery ------------------------------------------------------------------------
 
-        // Post-copy (written by the migration thread only).
-        public bool PostCopyUsed;
-        public int PreCopyRounds;
-        public long PendingAtSwitchover;
-        public long ZeroFilledLocally;
-        public long DemandPages;
-        public long PushPages;
-        public long PrePagedPages;
-        public long RequestsAlreadySent;
-        public long LastPageSentAt;
-        public long CompletedAt;
-        public PostCopyComplete? PostCopyComplete;
-        public Core.Paging.PrePagingCursor? Cursor;
-        public long Remaining;
-        public int Recoveries;
-        public long PagesLost;
-        public bool PostCopyEndSent;
-        public double AutoPacedBytesPerSecond;
-        public long PausedTicks;
+    /// <summary>
+    /// One attempt: a new connection, PostCopyResume, then the destination's map of what it still
+    /// lacks. Pages it lacks that are not pending were lost in flight: they are pending again.
+    /// </summary>
+    private void Reconnect(SourceMigrationMachine m)
+    {
+        ReturnPath? link = null;
+        Stream? stream = null;
+        var deferred = new List<SourceInput>();
+        try
+        {
+            stream = _reconnect!(_userToken);
+            var writer = new FrameWriter(stream);
+            link = new ReturnPath(stream, _memory.PageCount, _inbox, "ferry-return-path-recovered");
+            writer.Write(FrameType.PostCopyResume, ControlJson.Encode(new PostCopyResume { MigrationId = _migrationId }));
+            writer.Flush();
+            link.Start();
+            var missing = new DirtyBitmap(_memory.PageCount);
+            ulong[] words = new ulong[Math.Min(missing.WordCount, PendingPagesMessage.MaxWordsPerFrame)];
+            for (int first = 0; first < missing.WordCount;)
+            {
+                var (type, payload) = TakeFrame(link, _options.SwitchoverTimeout, "missing pages after reconnecting", deferred);
+                if (type != FrameType.PendingPages)
+                {
+                    throw new MigrationFailedException(MigrationFailure.ProtocolViolation, $"destination answered a post-copy resume with {type}");
+                }
+                int n = PendingPagesMessage.Read(payload, first, missing.WordCount, words);
+                missing.OrWords(first, words.AsSpan(0, n));
+                first += n;
+            }
+            long lost = 0;
+            foreach (long p in missing)
+            {
+                if (!_backlog!.Pending[p])
+                {
+                    _backlog.Pending.Set(p);
+                    lost++;
+                }
+            }
+            // The old connection is done: its stream closes (ending its reader), the new one takes over.
+            _stream.Dispose();
+            _oldLinks.Add(_returnPath);
+            _stream = stream;
+            _writer = writer;
+            _returnPath = link;
+            _sender!.UseWriter(writer);
+            _backlog!.Restart();
+            stream = null;
+            link = null;
+            m.HandleReconnected(lost, Now);
+            _postCopyPaused = false;
+        }
+        catch (OperationCanceledException) when (_userToken.IsCancellationRequested)
+        {
+            m.HandleCancel(Now);
+            m.HandleReconnectFailed("cancelled by request", retryable: true, Now);
+        }
+        catch (MigrationFailedException refused) when (refused.Kind == MigrationFailure.Aborted)
+        {
+            // The destination is up and says no post-copy of this migration waits there: its VM is gone.
+            m.HandleReconnectFailed($"reconnected, but the destination no longer has this post-copy: {refused.Message}", retryable: false, Now);
+        }
+        catch (MigrationFailedException violation) when (violation.Kind == MigrationFailure.ProtocolViolation)
+        {
+            m.HandleReconnectFailed(violation.Message, retryable: false, Now);
+        }
+        catch (Exception ex)
+        {
+            m.HandleReconnectFailed(ex is MigrationFailedException ? ex.Message : ReturnPath.Wrap(ex, "reconnecting").Message, retryable: true, Now);
+        }
+        finally
+        {
+            stream?.Dispose();
+            if (link is not null)
+            {
+                _oldLinks.Add(link);
+            }
+            foreach (SourceInput input in deferred)
+            {
+                _inbox.Post(input);
+            }
+        }
+    }
+
+    /// <summary>Waits for the next frame of one connection; its page requests and everything else that arrives meanwhile wait in <paramref name="deferred"/>.</summary>
+    private (FrameType, byte[]) TakeFrame(ReturnPath link, TimeSpan timeout, string waitingFor, List<SourceInput> deferred)
+    {
+        TimeSpan until = Now + timeout;
+        while (true)
+        {
+            TimeSpan left = until - Now;
+            if (left <= TimeSpan.Zero)
+            {
+                throw new MigrationFailedException(MigrationFailure.Timeout, $"destination sent no {waitingFor} within {timeout.TotalSeconds:0} s");
+            }
+            if (!_inbox.TryTake(out SourceInput input, left < IdleTick ? left : IdleTick))
+            {
+                _userToken.ThrowIfCancellationRequested();
+                continue;
+            }
+            if (input.Kind == SourceInputKind.Cancel)
+            {
+                throw new OperationCanceledException(_userToken);
+            }
+            if (input.From != link)
+            {
+                if (input.Kind is SourceInputKind.Frame or SourceInputKind.PageRequest or SourceInputKind.RoundAck)
+                {
+                    continue;
+                }
+                deferred.Add(input);
+                continue;
+            }
+            switch (input.Kind)
+            {
+                case SourceInputKind.Frame:
+                    return (input.Frame, input.Payload!);
+                case SourceInputKind.LinkFailed:
+                    throw ReturnPath.Wrap(input.Error!, waitingFor);
+                default:
+                    deferred.Add(input);
+                    break;
+            }
+        }
+    }
+
+    // ---- inputs ----------------------------------------------------------------------------------
+
+    /// <summary>Feeds everything that arrived to the machine, waiting up to <paramref name="wait"/> for the first.</summary>
+    private void DrainInbox(TimeSpan wait)
+    {
+        SourceMigrationMachine m = _machine!;
+        if (!_inbox.TryTake(out SourceInput input, wait))
+        {
+            return;
+        }
+        do
+        {
+            Feed(m, input);
+        }
+        while (_inbox.TryTake(out input, TimeSpan.Zero));
+    }
+
+    private void Feed(SourceMigrationMachine m, in SourceInput input)
+    {
+        TimeSpan now = Now;
+        switch (input.Kind)
+        {
+            case SourceInputKind.Cancel:
+                m.HandleCancel(now);
+                return;
+            case SourceInputKind.ResumeRequested:
+                m.HandleResumeRequested(now);
+                return;
+        }
+        if (input.From != _returnPath)
+        {
+            // A connection given up on (post-copy recovery): whatever it still says is stale.
+            return;
+        }
+        switch (input.Kind)
+        {
+            case SourceInputKind.PageRequest:
+                _backlog ??= new PostCopyBacklog(_pending);
+                _backlog.Requests.Enqueue(input.Value);
+                m.HandlePageRequests(1, now);
+                break;
+            case SourceInputKind.RoundAck:
+                m.HandleRoundAcked((int)input.Value, now);
+                break;
+            case SourceInputKind.LinkFailed:
+            {
+                MigrationFailedException f = ReturnPath.Wrap(input.Error!, "during " + m.Phase.ToWire());
+                m.HandleLinkBroken(f.Kind, f.Message, now);
+                break;
+            }
+            case SourceInputKind.Frame:
+                FeedAnswer(m, input.Frame, input.Payload!, now);
+                break;
+        }
+        _postCopyPaused = m.Phase == MigrationPhase.PostCopyPaused;
+    }
+
+    private static void FeedAnswer(SourceMigrationMachine m, FrameType type, byte[] payload, TimeSpan now)
+    {
+        try
+        {
+            switch (type)
+            {
+                case FrameType.OfferAccepted:
+                {
+                    var a = ControlJson.Decode<OfferAccepted>(payload, "offer accepted");
+                    m.HandleOfferAccepted(new OfferAcceptance
+                    {
+                        HostName = a.DestinationHost,
+                        Os = a.Os,
+                        ProcessorCount = a.ProcessorCount,
+                        PageInstall = a.PageInstall,
+                        PageInstallReason = a.PageInstallReason,
+                    }, now);
+                    break;
+                }
+                case FrameType.SwitchoverReady:
+                {
+                    var r = ControlJson.Decode<SwitchoverReady>(payload, "switchover ready");
+                    m.HandleSwitchoverVerdict(new SwitchoverVerdict
+                    {
+                        DigestMatches = r.DigestMatches,
+                        DestinationDigest = r.DestinationDigest,
+                        DestinationHashMs = r.DestinationHashMs,
+                        Problem = r.Problem,
+                    }, now);
+                    break;
+                }
+                case FrameType.Resumed:
+                    m.HandleResumed(ControlJson.Decode<Resumed>(payload, "resumed").ResumeMs, now);
+                    break;
+                case FrameType.PostCopyComplete:
+                {
+                    var c = ControlJson.Decode<PostCopyComplete>(payload, "post-copy complete");
+                    m.HandlePostCopyComplete(new PostCopyVerdict
+                    {
+                        DigestMatches = c.DigestMatches,
+                        DestinationDigest = c.DestinationDigest,
+                        Problem = c.Problem,
+                        Faults = c.Faults,
+                        FaultLatencyP50Ms = c.FaultLatencyP50Ms,
+                        FaultLatencyP99Ms = c.FaultLatencyP99Ms,
+                        FaultLatencyMaxMs = c.FaultLatencyMaxMs,
+                        ResumeMs = c.ResumeMs,
+                        DuplicatePages = c.DuplicatePages,
+                        ResumeOps = c.ResumeOps,
+                        RunOps = c.RunOps,
+                        RunMs = c.RunMs,
+                        FaultPath = c.FaultPath,
+                        ZeroFilledOnFault = c.ZeroFilledOnFault,
+                    }, now);
+                    break;
+                }
+                default:
+                    m.HandleUnexpectedAnswer(type.ToString(), now);
+                    break;
+            }
+        }
+        catch (Protocol.ProtocolException p)
+        {
+            MigrationFailedException f = ReturnPath.Wrap(p, "during " + m.Phase.ToWire());
+            m.HandleLinkBroken(f.Kind, f.Message, now);
+        }
+    }
+
+    /// <summary>A command failed on this side: usually the link, whose clearer cause the return path may be about to report.</summary>
+    private void ReportFailure(SourceMigrationMachine m, Exception ex)
+    {
+        Exception cause = ex;
+        if (ex is IOException or ObjectDisposedException or OperationCanceledException && WaitForLinkError(ReturnPathGrace) is { } rp)
+        {
+            cause = rp;
+        }
+        if (ex is OperationCanceledException && _userToken.IsCancellationRequested)
+        {
+            m.HandleCancel(Now);
+            return;
+        }
+        MigrationFailedException f = ReturnPath.Wrap(cause, "during " + m.Phase.ToWire());
+        m.HandleFailure(f.Kind, f.Message, Now);
+    }
+
+    /// <summary>The current connection's read error, waiting up to <paramref name="grace"/> for one; other inputs that arrive meanwhile are fed as usual.</summary>
+    private Exception? WaitForLinkError(TimeSpan grace)
+    {
+        TimeSpan until = Now + grace;
+        while (_returnPath.Error is null && Now < until)
+        {
+            if (_inbox.TryTake(out SourceInput input, until - Now))
+            {
+                if (input.Kind == SourceInputKind.LinkFailed && input.From == _returnPath)
+                {
+                    return input.Error;
+                }
+                Feed(_machine!, input);
+            }
+        }
+        return _returnPath.Error;
+    }
+
+    // ---- IBatchGate --------------------------------------------------------------------------------
+
+    /// <summary>True while the machine still wants the command in flight.</summary>
+    private bool StillCurrent(SourceMigrationMachine m) => m.Outcome is null && m.Phase == _commandPhase;
+
+    public bool BeforeBatch(int frameBytes, bool paced)
+    {
+        SourceMigrationMachine m = _machine!;
+        if (!paced)
+        {
+            m.Owe(frameBytes, Now);
+            return StillCurrent(m);
+        }
+        TimeSpan until = Now + m.SendDelay(frameBytes, Now);
+        while (StillCurrent(m))
+        {
+            TimeSpan left = until - Now;
+            if (left <= TimeSpan.Zero)
+            {
+                return true;
+            }
+            DrainInbox(left);
+        }
+        return false;
+    }
+
+    public bool AfterBatch(int pages, int zeroPages, int firstTime, long wireBytes)
+    {
+        SourceMigrationMachine m = _machine!;
+        m.CountWireBytes(wireBytes);
+        m.HandleBatchSent(pages, zeroPages, firstTime, Now);
+        DrainInbox(TimeSpan.Zero);
+        PublishProgress(force: false);
+        return StillCurrent(m);
+    }
+
+    // ---- progress ----------------------------------------------------------------------------------
+
+    private void PublishProgress(bool force)
+    {
+        TimeSpan now = Now;
+        SourceMigrationMachine m = _machine!;
+        _postCopyPaused = m.Phase == MigrationPhase.PostCopyPaused;
+        if (!force && m.Phase == _publishedPhase && now - _lastProgressAt < ProgressInterval)
+        {
+            return;
+        }
+        _lastProgressAt = now;
+        _publishedPhase = m.Phase;
+        var view = new SourceGuestView(
+            PopulatedPages: _scanningAll ? _memory.PopulatedCount() : 0,
+            GuestWritesPerSecond: m.LastShrink is null ? _vm.OpsRate(TimeSpan.FromSeconds(1)).OpsPerSecond : 0,
+            ScanningAll: _scanningAll,
+            ScannedPages: _scanned);
+        _progress = _progressBuilder.Snapshot(m, view, now, PageSize.Bytes + PageBatchCodec.EntryHeaderSize);
     }
 }

@@ -40,6 +40,14 @@ public sealed class FrameWriter
         return _buffer.AsSpan(FrameHeader.Size, FrameHeader.MaxPayload);
     }
 
+    /// <summary>The open frame's payload area again (a builder that fills it in steps holds no span across them).</summary>
+    public Span<byte> OpenPayload => _open is not null
+        ? _buffer.AsSpan(FrameHeader.Size, FrameHeader.MaxPayload)
+        : throw new InvalidOperationException("no frame open");
+
+    /// <summary>True while a frame is begun and not yet completed or discarded.</summary>
+    public bool HasOpenFrame => _open is not null;
+
     /// <summary>Drops a frame begun but not completed (e.g. when cancelling mid-batch); nothing of it was written.</summary>
     public void DiscardOpenFrame() => _open = null;
 

@@ -28,7 +28,7 @@ public sealed class DegradationMigrationTests
         Assert.Null(outcome.DestinationError);
         outcome.Destination!.Dispose();
         MigrationReport r = outcome.Source.Report;
-        Assert.True(r.Outcome == "completed", r.Error);
+        Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
         Assert.True(r.PostCopy.Used);
         DegradationMetrics d = r.Degradation;
         Assert.True(d.BaselineOpsPerSecond > 0);
@@ -56,7 +56,7 @@ public sealed class DegradationMigrationTests
         Assert.Null(outcome.DestinationError);
         outcome.Destination!.Dispose();
         MigrationReport r = outcome.Source.Report;
-        Assert.True(r.Outcome == "completed", r.Error);
+        Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
         DegradationMetrics d = r.Degradation;
         // The destination's VM ran inside this interval only while Resumed travelled: no count, by design (docs/report.md).
         Assert.Equal(0, d.DestinationOps);
@@ -80,7 +80,7 @@ public sealed class DegradationMigrationTests
         Assert.Null(outcome.DestinationError);
         outcome.Destination!.Dispose();
         MigrationReport r = outcome.Source.Report;
-        Assert.True(r.Outcome == "completed", r.Error);
+        Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
         DegradationMetrics d = r.Degradation;
         Assert.Equal(0, d.BaselineOpsPerSecond);
         Assert.Equal(0, d.DuringOps);

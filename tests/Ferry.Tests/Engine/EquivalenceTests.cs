@@ -64,7 +64,7 @@ public sealed class EquivalenceTests
         };
         var outcome = LoopbackMigration.Run(vm, options, dirtyLog: dirtyLog, pageInstall: pageInstall);
         Assert.Null(outcome.DestinationError);
-        Assert.Equal("completed", outcome.Source.Report.Outcome);
+        Assert.Equal(MigrationOutcome.Completed, outcome.Source.Report.Outcome);
         Assert.True(outcome.Source.VmMoved);
         Assert.True(outcome.Source.Report.Verification.DigestsMatch);
         Assert.True(outcome.Source.Report.Verification.SourceRehashMatches);

@@ -98,7 +98,7 @@ public sealed class PageInstallTests
         Assert.True(SpinWait.SpinUntil(() => vm.TotalOps > 5_000, TimeSpan.FromSeconds(30)), "the guest did not start working");
         var outcome = LoopbackMigration.Run(vm, new MigrationOptions { PreCopy = new PreCopyOptions { MaxRounds = 3 } }, pageInstall: install);
         Assert.Null(outcome.DestinationError);
-        Assert.Equal("completed", outcome.Source.Report.Outcome);
+        Assert.Equal(MigrationOutcome.Completed, outcome.Source.Report.Outcome);
         Assert.True(vm.TotalOps < 40_000, "the migration happened after the guest finished; the test proves nothing");
         string expectedBackend = install == PageInstallChoice.Copy || !HostCapabilities.Current.MissingMode ? "copy" : "uffd";
         Assert.Equal(expectedBackend, outcome.Source.Report.PageInstall.Backend);

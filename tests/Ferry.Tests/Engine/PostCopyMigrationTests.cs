@@ -38,7 +38,7 @@ public sealed class PostCopyMigrationTests
         var outcome = LoopbackMigration.Run(vm, options, pageInstall: install);
         Assert.Null(outcome.DestinationError);
         MigrationReport r = outcome.Source.Report;
-        Assert.Equal("completed", r.Outcome);
+        Assert.Equal(MigrationOutcome.Completed, r.Outcome);
         Assert.Equal("postcopy", r.Technique);
         Assert.StartsWith(faultPath, r.PostCopy.FaultPath);
         Assert.True(outcome.Source.VmMoved);
@@ -78,7 +78,7 @@ public sealed class PostCopyMigrationTests
         var outcome = LoopbackMigration.Run(vm, options);
         Assert.Null(outcome.DestinationError);
         MigrationReport r = outcome.Source.Report;
-        Assert.Equal("completed", r.Outcome);
+        Assert.Equal(MigrationOutcome.Completed, r.Outcome);
         Assert.True(r.PostCopy.Used);
         Assert.Equal(2, r.PostCopy.PreCopyRounds);
         Assert.Equal(2, r.Settings.HybridRounds);
@@ -106,7 +106,7 @@ public sealed class PostCopyMigrationTests
         Assert.Matches(@"The VM could not be completed: \d+ pages \([\d.]+ MiB\) never arrived from the source; it ran here for [\d.]+ s and is now stopped and discarded", destError.Message);
 
         MigrationReport r = outcome.Source.Report;
-        Assert.Equal("failed", r.Outcome);
+        Assert.Equal(MigrationOutcome.Failed, r.Outcome);
         Assert.False(outcome.Source.VmMoved);
         Assert.Contains("post-copy failed after the VM resumed at the destination", r.Error);
         Assert.Contains("source keeps its paused copy", r.Error);
@@ -125,7 +125,7 @@ public sealed class PostCopyMigrationTests
             s => slow = new SlowLink(s, link), linkDelivery: _ => new Ferry.Core.Pacing.LinkDelivery(slow!.Delivered));
         Assert.Null(outcome.DestinationError);
         MigrationReport r = outcome.Source.Report;
-        Assert.Equal("completed", r.Outcome);
+        Assert.Equal(MigrationOutcome.Completed, r.Outcome);
         Assert.True(r.Verification.DigestsMatch, r.Error);
         double paced = r.PostCopy.AutoPacedBytesPerSecond;
         Assert.True(paced > 0, "the push never paced itself");
@@ -138,7 +138,7 @@ public sealed class PostCopyMigrationTests
         using var vm = Started(Config("memtouch:rate=50000,wss=8MiB,pattern=uniform,content=random,seed=9"));
         var options = new MigrationOptions { Technique = MigrationTechnique.PostCopy, MaxBandwidthBytesPerSecond = 32L << 20 };
         var outcome = LoopbackMigration.Run(vm, options, linkDelivery: _ => new Ferry.Core.Pacing.LinkDelivery(0));
-        Assert.Equal("completed", outcome.Source.Report.Outcome);
+        Assert.Equal(MigrationOutcome.Completed, outcome.Source.Report.Outcome);
         Assert.Equal(0, outcome.Source.Report.PostCopy.AutoPacedBytesPerSecond);
     }
 
@@ -156,7 +156,7 @@ public sealed class PostCopyMigrationTests
         var destError = Assert.IsType<MigrationFailedException>(outcome.DestinationError);
         Assert.Equal(MigrationFailure.Timeout, destError.Kind);
         Assert.Contains("did not arrive within 0.3 s", destError.Message);
-        Assert.Equal("failed", outcome.Source.Report.Outcome);
+        Assert.Equal(MigrationOutcome.Failed, outcome.Source.Report.Outcome);
         Assert.Equal(VmRunState.Paused, vm.State);
     }
 
@@ -170,7 +170,7 @@ public sealed class PostCopyMigrationTests
         var outcome = LoopbackMigration.Run(vm, options);
         Assert.Null(outcome.DestinationError);
         MigrationReport r = outcome.Source.Report;
-        Assert.Equal("completed", r.Outcome);
+        Assert.Equal(MigrationOutcome.Completed, r.Outcome);
         Assert.Equal("auto", r.Technique);
         Assert.True(r.PostCopy.Used);
         Assert.Matches("≥ bandwidth|did not shrink", r.PostCopy.SwitchReason);
@@ -186,7 +186,7 @@ public sealed class PostCopyMigrationTests
         var outcome = LoopbackMigration.Run(vm, new MigrationOptions { Technique = MigrationTechnique.Auto });
         Assert.Null(outcome.DestinationError);
         MigrationReport r = outcome.Source.Report;
-        Assert.Equal("completed", r.Outcome);
+        Assert.Equal(MigrationOutcome.Completed, r.Outcome);
         Assert.False(r.PostCopy.Used);
         Assert.Equal("stop-and-copy", r.Rounds[^1].Kind);
         Assert.True(r.Verification.DigestsMatch);
@@ -208,7 +208,7 @@ public sealed class PostCopyMigrationTests
         Assert.True(first!.Cut);
         Assert.Null(outcome.DestinationError);
         MigrationReport r = outcome.Source.Report;
-        Assert.True(r.Outcome == "completed", r.Error);
+        Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
         Assert.Equal(1, r.PostCopy.Recoveries);
         Assert.Equal(0, r.PostCopy.DuplicatePages);
         Assert.True(r.Verification.DigestsMatch);
@@ -242,7 +242,7 @@ public sealed class PostCopyMigrationTests
         var destError = Assert.IsType<MigrationFailedException>(outcome.DestinationError);
         Assert.Contains("the source did not reconnect within 1 s", destError.Message);
         Assert.Contains("never arrived from the source", destError.Message);
-        Assert.Equal("failed", outcome.Source.Report.Outcome);
+        Assert.Equal(MigrationOutcome.Failed, outcome.Source.Report.Outcome);
         Assert.Contains("post-copy stayed paused for 1 s (its pause limit)", outcome.Source.Report.Error);
         Assert.Equal(VmRunState.Paused, vm.State);
     }

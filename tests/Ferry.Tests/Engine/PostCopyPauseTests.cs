@@ -96,7 +96,7 @@ public sealed class PostCopyPauseTests
         using var vm = Started(seed: 21);
         Run run = Start(vm, Limits(recovery: TimeSpan.FromSeconds(45)));
         SourceMigration session = run.WaitUntilPaused(s => s.Progress.AwaitingResume, "the automatic window to be spent");
-        Assert.Equal("post-copy paused", session.Progress.Phase);
+        Assert.Equal(MigrationPhase.PostCopyPaused, session.Progress.Phase);
         Assert.Contains("waiting for a resume request", session.Progress.Detail);
 
         run.LinkDown = false;
@@ -105,7 +105,7 @@ public sealed class PostCopyPauseTests
         LoopbackMigration.Outcome outcome = run.Finish();
         Assert.Null(outcome.DestinationError);
         MigrationReport r = outcome.Source.Report;
-        Assert.True(r.Outcome == "completed", r.Error);
+        Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
         Assert.True(r.Verification.DigestsMatch);
         Assert.Equal(1, r.PostCopy.Recoveries);
         Assert.Equal(0, r.PostCopy.DuplicatePages);
@@ -132,7 +132,7 @@ public sealed class PostCopyPauseTests
 
         LoopbackMigration.Outcome outcome = run.Finish();
         MigrationReport r = outcome.Source.Report;
-        Assert.Equal("failed", r.Outcome);
+        Assert.Equal(MigrationOutcome.Failed, r.Outcome);
         Assert.Contains("abandoned by request while paused", r.Error);
         Assert.Contains("source keeps its paused copy", r.Error);
         Assert.False(outcome.Source.VmMoved);

@@ -28,7 +28,7 @@ public sealed class KernelLogMigrationTests
         var options = new MigrationOptions { Technique = MigrationTechnique.PreCopy, PreCopy = new PreCopyOptions { MaxRounds = 5 } };
         LoopbackMigration.Outcome outcome = LoopbackMigration.Run(vm, options, dirtyLog: DirtyLogChoice.Kernel);
         Assert.Null(outcome.DestinationError);
-        Assert.Equal("completed", outcome.Source.Report.Outcome);
+        Assert.Equal(MigrationOutcome.Completed, outcome.Source.Report.Outcome);
         Assert.Equal("kernel", outcome.Source.Report.DirtyLog.Backend);
         Assert.True(outcome.Source.Report.Verification.DigestsMatch);
         Assert.True((long)vm.TotalOps < 2 * OpsPerVcpu, $"migration happened after the guest finished ({vm.TotalOps} ops); the test proves nothing");

@@ -1,3 +1,4 @@
+using Ferry.Core.Migration;
 using System.IO.Hashing;
 using System.Net.Sockets;
 using Ferry.Engine;

@@ -56,7 +56,7 @@ public sealed class LinkFailureTests
             Limit, "migration over a corrupting link");
 
         Assert.True(link!.Corrupted, "the link never corrupted a page: the test proved nothing");
-        Assert.Equal("failed", outcome.Source.Report.Outcome);
+        Assert.Equal(MigrationOutcome.Failed, outcome.Source.Report.Outcome);
         Assert.False(outcome.Source.VmMoved);
         Assert.False(string.IsNullOrEmpty(outcome.Source.Report.Error));
 
@@ -78,7 +78,7 @@ public sealed class LinkFailureTests
             () => LoopbackMigration.Run(vm, Options(MigrationTechnique.PreCopy), s => link = new CorruptingStream(s, targetBatch: 3)),
             Limit, "migration over a corrupting link");
         Assert.True(link!.Corrupted);
-        Assert.Equal("failed", outcome.Source.Report.Outcome);
+        Assert.Equal(MigrationOutcome.Failed, outcome.Source.Report.Outcome);
         Assert.Contains("checksum", outcome.Source.Report.Error, StringComparison.OrdinalIgnoreCase);
     }
 
@@ -95,7 +95,7 @@ public sealed class LinkFailureTests
             Limit, "migration over a truncating link");
 
         Assert.True(link!.Cut, "the link was never cut: the test proved nothing");
-        Assert.Equal("failed", outcome.Source.Report.Outcome);
+        Assert.Equal(MigrationOutcome.Failed, outcome.Source.Report.Outcome);
         Assert.False(outcome.Source.VmMoved);
         Assert.False(string.IsNullOrEmpty(outcome.Source.Report.Error));
 
