@@ -1,3 +1,4 @@
+using Ferry.Agent.Migrations;
 using System.Net;
 using System.Net.Sockets;
 using Ferry.Agent.Api;
@@ -65,7 +66,7 @@ public sealed class AccessTests
             Assert.Equal(Ferry.Protocol.ProtocolErrorKind.AuthenticationFailed, pe.Kind);
         }
 
-        var incoming = await Wait.UntilAsync(() => agent.Client.ListIncomingAsync(default), l => l.Length == 2 && l.All(i => i.State == "refused"), TimeSpan.FromSeconds(30), "both connections refused");
+        var incoming = await Wait.UntilAsync(() => agent.Client.ListIncomingAsync(default), l => l.Length == 2 && l.All(i => i.State == IncomingState.Refused), TimeSpan.FromSeconds(30), "both connections refused");
         Assert.Contains(incoming, i => i.Error!.Contains("magic", StringComparison.OrdinalIgnoreCase));
         Assert.Empty(await agent.Client.ListVmsAsync(default));
         Assert.False(agent.HasExited);

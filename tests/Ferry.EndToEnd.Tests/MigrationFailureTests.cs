@@ -1,3 +1,4 @@
+using Ferry.Agent.Migrations;
 using Ferry.Core.Migration;
 using Ferry.Agent.Api;
 
@@ -31,7 +32,7 @@ public sealed class MigrationFailureTests
 
     private static async Task<MigrationView> WaitUntilPagesFlow(AgentProcess source, string migrationId) =>
         await Wait.UntilAsync(() => source.Client.GetMigrationAsync(migrationId, default),
-            v => v.State != "connecting" && v.Progress is { RoundPagesSent: > 2000 } || v.State is "failed" or "completed",
+            v => v.State != OutgoingState.Connecting && v.Progress is { RoundPagesSent: > 2000 } || v.State is OutgoingState.Failed or OutgoingState.Completed,
             Long, "pages to flow");
 
     private static async Task AssertStillRunning(AgentProcess source, string vmId)
@@ -46,8 +47,8 @@ public sealed class MigrationFailureTests
     {
         using var fresh = AgentProcess.Start(key);
         var m = await source.Client.StartMigrationAsync(new StartMigrationRequest { VmId = vmId, Target = fresh.Api.ToString() }, default);
-        var done = await Wait.UntilAsync(() => source.Client.GetMigrationAsync(m.Id, default), v => v.State is not ("connecting" or "running"), Long, "second migration");
-        Assert.Equal("completed", done.State);
+        var done = await Wait.UntilAsync(() => source.Client.GetMigrationAsync(m.Id, default), v => v.State is not (OutgoingState.Connecting or OutgoingState.Running), Long, "second migration");
+        Assert.Equal(OutgoingState.Completed, done.State);
         Assert.True(done.Report!.Verification.DigestsMatch);
         var there = await fresh.Client.GetVmAsync(vmId, default);
         Assert.Equal("running", there.State);
@@ -74,13 +75,13 @@ public sealed class MigrationFailureTests
         await source.Client.CreateVmAsync(SlowVm("victim"), default);
         var m = await source.Client.StartMigrationAsync(Slow("victim", dest.Api, dirtyLog), default);
         var flowing = await WaitUntilPagesFlow(source, m.Id);
-        Assert.Equal("running", flowing.State);
+        Assert.Equal(OutgoingState.Running, flowing.State);
         ulong opsBefore = (await source.Client.GetVmAsync("victim", default)).Ops;
 
         dest.Kill();
 
-        var failed = await Wait.UntilAsync(() => source.Client.GetMigrationAsync(m.Id, default), v => v.State is not ("connecting" or "running"), Long, "the migration to fail");
-        Assert.Equal("failed", failed.State);
+        var failed = await Wait.UntilAsync(() => source.Client.GetMigrationAsync(m.Id, default), v => v.State is not (OutgoingState.Connecting or OutgoingState.Running), Long, "the migration to fail");
+        Assert.Equal(OutgoingState.Failed, failed.State);
         Assert.NotNull(failed.Error);
         Assert.Matches("(?i)destination|connection", failed.Error);
         Assert.Equal(MigrationOutcome.Failed, failed.Report!.Outcome);
@@ -101,11 +102,11 @@ public sealed class MigrationFailureTests
 
         await source.Client.CancelMigrationAsync(m.Id, default);
 
-        var cancelled = await Wait.UntilAsync(() => source.Client.GetMigrationAsync(m.Id, default), v => v.State is not ("connecting" or "running"), Long, "the cancel to take effect");
-        Assert.Equal("cancelled", cancelled.State);
+        var cancelled = await Wait.UntilAsync(() => source.Client.GetMigrationAsync(m.Id, default), v => v.State is not (OutgoingState.Connecting or OutgoingState.Running), Long, "the cancel to take effect");
+        Assert.Equal(OutgoingState.Cancelled, cancelled.State);
         await AssertStillRunning(source, "keeper");
         // The destination discarded what it received.
-        var incoming = await Wait.UntilAsync(() => dest.Client.ListIncomingAsync(default), l => l.Length == 1 && l[0].State == "failed", Long, "the destination to drop the migration");
+        var incoming = await Wait.UntilAsync(() => dest.Client.ListIncomingAsync(default), l => l.Length == 1 && l[0].State == IncomingState.Failed, Long, "the destination to drop the migration");
         Assert.Contains("abort", incoming[0].Error!, StringComparison.OrdinalIgnoreCase);
         Assert.Empty(await dest.Client.ListVmsAsync(default));
         await AssertSecondMigrationSucceeds(source, "keeper", key);

@@ -1,3 +1,4 @@
+using Ferry.Agent.Migrations;
 using Ferry.Core.Migration;
 using System.Diagnostics;
 using System.Net;
@@ -43,7 +44,7 @@ public sealed class PostCopyRecoveryTests
         return new CuttableProxy(IPEndPoint.Parse(info.MigrationEndpoint));
     }
 
-    private static bool Ended(string state) => state is "completed" or "failed" or "cancelled" or "unconfirmed";
+    private static bool Ended(OutgoingState state) => state.IsFinished();
 
     /// <summary>Until post-copy (running, not paused) has sent <paramref name="fraction"/> of the pages it started with.</summary>
     private static Task<MigrationView> UntilPostCopyAt(AgentProcess source, string id, double fraction) =>
@@ -56,12 +57,12 @@ public sealed class PostCopyRecoveryTests
 
     private static Task<MigrationView> UntilAwaitingResume(AgentProcess source, string id) =>
         Wait.UntilAsync(() => source.Client.GetMigrationAsync(id, default),
-            v => v.State == "post-copy paused" && v.Progress is { AwaitingResume: true } || Ended(v.State), Long,
+            v => v.State == OutgoingState.PostCopyPaused && v.Progress is { AwaitingResume: true } || Ended(v.State), Long,
             "post-copy to stay paused past its automatic retries");
 
     private static async Task AssertCompletedAndRunsThere(MigrationView done, AgentProcess dest, string vmId, string context)
     {
-        Assert.True(done.State == "completed", $"{context}: {done.State}: {done.Error}");
+        Assert.True(done.State == OutgoingState.Completed, $"{context}: {done.State}: {done.Error}");
         var r = done.Report!;
         Assert.True(r.Verification.DigestsMatch, context);
         Assert.Equal(r.Verification.SourceDigest, r.Verification.DestinationDigest);
@@ -114,8 +115,8 @@ public sealed class PostCopyRecoveryTests
         Assert.True(done.Report!.PostCopy.Recoveries == cuts, $"{context}: {done.Report.PostCopy.Recoveries} recoveries for {cuts} cuts");
         Assert.True(proxy.Accepted >= 1 + cuts, context);
         IncomingView[] incoming = await dest.Client.ListIncomingAsync(default);
-        Assert.Equal(cuts, incoming.Count(i => i.State == "resumed post-copy"));
-        Assert.Contains(incoming, i => i.MigrationId == m.Id && i.State == "completed");
+        Assert.Equal(cuts, incoming.Count(i => i.State == IncomingState.ResumedPostCopy));
+        Assert.Contains(incoming, i => i.MigrationId == m.Id && i.State == IncomingState.Completed);
     }
 
     [Fact]
@@ -133,12 +134,12 @@ public sealed class PostCopyRecoveryTests
         proxy.Refusing = true;
         Assert.Equal(1, proxy.CutAll());
         MigrationView paused = await UntilAwaitingResume(source, m.Id);
-        Assert.Equal("post-copy paused", paused.State);
+        Assert.Equal(OutgoingState.PostCopyPaused, paused.State);
         Assert.Equal(MigrationPhase.PostCopyPaused, paused.Progress!.Phase);
         Assert.Contains("waiting for a resume request", paused.Progress.Detail);
-        Assert.Equal("post-copy paused", (await source.Client.ListMigrationsAsync(default)).Single(x => x.Id == m.Id).State);
+        Assert.Equal(OutgoingState.PostCopyPaused, (await source.Client.ListMigrationsAsync(default)).Single(x => x.Id == m.Id).State);
         // The destination keeps the VM waiting for its pages: not failed, not listed as arrived.
-        Assert.Contains(await dest.Client.ListIncomingAsync(default), i => i.MigrationId == m.Id && i.State == "post-copy paused");
+        Assert.Contains(await dest.Client.ListIncomingAsync(default), i => i.MigrationId == m.Id && i.State == IncomingState.PostCopyPaused);
         Assert.Empty(await dest.Client.ListVmsAsync(default));
         var unknown = await Assert.ThrowsAsync<AgentApiException>(() => source.Client.ResumeMigrationAsync("m-nope", default));
         Assert.Equal(HttpStatusCode.NotFound, unknown.Status);
@@ -200,7 +201,7 @@ public sealed class PostCopyRecoveryTests
         source.Kill();
 
         IncomingView[] incoming = await Wait.UntilAsync(() => dest.Client.ListIncomingAsync(default),
-            l => l.Any(i => i.MigrationId == m.Id && i.State == "failed"), Long, "the destination to give up on the dead source");
+            l => l.Any(i => i.MigrationId == m.Id && i.State == IncomingState.Failed), Long, "the destination to give up on the dead source");
         string error = incoming.Single(i => i.MigrationId == m.Id).Error!;
         Assert.Contains("the source did not reconnect within 2 s", error);
         Assert.Matches(@"The VM could not be completed: [1-9]\d* pages \([\d.]+ MiB\) never arrived from the source; it ran here for [\d.]+ s and is now stopped and discarded", error);
@@ -221,13 +222,13 @@ public sealed class PostCopyRecoveryTests
         await UntilPostCopyAt(source, m.Id, 0.15);
         proxy.Refusing = true;
         Assert.Equal(1, proxy.CutAll());
-        await Wait.UntilAsync(() => dest.Client.ListIncomingAsync(default), l => l.Any(i => i.MigrationId == m.Id && i.State == "failed"), Long,
+        await Wait.UntilAsync(() => dest.Client.ListIncomingAsync(default), l => l.Any(i => i.MigrationId == m.Id && i.State == IncomingState.Failed), Long,
             "the destination to stop waiting after its 1 s pause limit");
 
         // The source is still within its 30 s of automatic retries; its next attempt reaches a destination with nothing waiting.
         proxy.Refusing = false;
         MigrationView done = await UntilEnded(source, m.Id);
-        Assert.Equal("failed", done.State);
+        Assert.Equal(OutgoingState.Failed, done.State);
         Assert.Contains("the destination no longer has this post-copy", done.Error);
         Assert.Contains("source keeps its paused copy", done.Error);
         Assert.Equal("paused", (await source.Client.GetVmAsync("late", default)).State);

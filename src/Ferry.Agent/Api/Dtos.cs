@@ -1,3 +1,4 @@
+using Ferry.Agent.Migrations;
 using Ferry.Core.Progress;
 using Ferry.Core.Reporting;
 
@@ -82,7 +83,7 @@ public sealed record MigrationView
     public string Id { get; init; } = "";
     public string VmId { get; init; } = "";
     public string Target { get; init; } = "";
-    public string State { get; init; } = "";
+    public OutgoingState State { get; init; }
     public MigrationProgress? Progress { get; init; }
     public string? Error { get; init; }
     public MigrationReport? Report { get; init; }
@@ -93,7 +94,7 @@ public sealed record IncomingView
     public string RemoteEndpoint { get; init; } = "";
     public string? MigrationId { get; init; }
     public string? VmId { get; init; }
-    public string State { get; init; } = "";
+    public IncomingState State { get; init; }
     public long PagesReceived { get; init; }
     public string? Error { get; init; }
 }

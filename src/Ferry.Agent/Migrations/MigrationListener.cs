@@ -37,7 +37,14 @@ public sealed class MigrationListener : IDisposable
     private sealed class Incoming
     {
         public required string Remote { get; init; }
-        public volatile string State = "handshake";
+        private volatile int _state;
+
+        public IncomingState State
+        {
+            get => (IncomingState)_state;
+            set => _state = (int)value;
+        }
+
         public DestinationMigration? Session;
         public string? Error;
         public Socket? Socket;
@@ -65,7 +72,7 @@ public sealed class MigrationListener : IDisposable
         MigrationId = kv.Value.Session?.Offer?.MigrationId,
         VmId = kv.Value.Session?.Offer?.VmId,
         // While receiving, the session knows more: post-copy, or post-copy paused waiting for the source.
-        State = kv.Value.State == "receiving" && kv.Value.Session is { } session ? session.Phase : kv.Value.State,
+        State = kv.Value.State == IncomingState.Receiving && kv.Value.Session is { } session ? MigrationStateNames.FromPhase(session.Phase) : kv.Value.State,
         PagesReceived = kv.Value.Session?.PagesReceived ?? 0,
         Error = kv.Value.Error,
     });
@@ -112,7 +119,7 @@ public sealed class MigrationListener : IDisposable
             }
             catch (Exception ex) when (ex is ProtocolException or IOException)
             {
-                incoming.State = "refused";
+                incoming.State = IncomingState.Refused;
                 incoming.Error = ex is IOException ? "no handshake within " + HandshakeTimeout.TotalSeconds + " s" : ex.Message;
                 Log.MigrationRefused(_logger, incoming.Remote, incoming.Error);
                 return;
@@ -126,7 +133,7 @@ public sealed class MigrationListener : IDisposable
             };
             socket.ReceiveTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
             socket.SendTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
-            incoming.State = "receiving";
+            incoming.State = IncomingState.Receiving;
             var session = new DestinationMigration(stream, HostIdentity.Local(_endpoints.Api), limits, offer =>
             {
                 Log.IncomingStarted(_logger, offer.VmId, offer.MigrationId, incoming.Remote);
@@ -138,7 +145,7 @@ public sealed class MigrationListener : IDisposable
             {
                 // A source came back for a post-copy whose link broke: that migration owns this connection now.
                 handedOver = true;
-                incoming.State = "resumed post-copy";
+                incoming.State = IncomingState.ResumedPostCopy;
                 return;
             }
             if (!_vms.TryAdd(vm))
@@ -147,14 +154,14 @@ public sealed class MigrationListener : IDisposable
                 vm.Pause();
                 incoming.Error = $"VM id '{vm.Id}' appeared here during the migration; received copy kept paused";
             }
-            incoming.State = "completed";
+            incoming.State = IncomingState.Completed;
             Log.IncomingCompleted(_logger, vm.Id, incoming.Remote);
         }
         catch (Exception ex)
         {
-            incoming.State = "failed";
+            incoming.State = IncomingState.Failed;
             incoming.Error = ex is IOException io ? "connection lost: " + (io.InnerException?.Message ?? io.Message) : ex.Message;
-            if (incoming.Session is { Phase: not "receiving", Offer: { } offer })
+            if (incoming.Session is { Offer: { } offer } s && s.RanVm)
             {
                 Log.IncomingPostCopyLost(_logger, offer.VmId, offer.MigrationId, incoming.Remote, incoming.Error);
             }

@@ -125,7 +125,7 @@ public sealed class MigrationManager : IDisposable
             using IDirtyLog dirtyLog = DirtyLogFactory.Create(vm.Memory, options.DirtyLog, workload: vm.Workload);
             stream = Connect(migrationEndpoint, job.Cancel.Token);
             MigrationHandshake.RunClient(stream, _options.Key);
-            job.State = "running";
+            job.State = OutgoingState.Running;
             // After a post-copy switchover a broken link is retried over a new authenticated connection to the same listener.
             Stream Reconnect(CancellationToken ct)
             {
@@ -161,7 +161,7 @@ public sealed class MigrationManager : IDisposable
                     ? "kept paused: the destination may be running this VM (commit sent, no confirmation)"
                     : $"last migration {result.Report.Outcome.ToWire()}: {result.Report.Error}");
             }
-            job.State = result.Report.Outcome.ToWire();
+            job.State = MigrationStateNames.FromOutcome(result.Report.Outcome);
             Log.OutgoingEnded(_logger, job.Id, vm.Id, result.Report.Outcome.ToWire(), result.Report.Timing.TotalMs, result.Report.Timing.DowntimeMs);
             if (!result.VmMoved && result.Report.PostCopy.Used)
             {
@@ -177,8 +177,8 @@ public sealed class MigrationManager : IDisposable
             // Failed before the session started: the VM was never touched.
             stream?.Dispose();
             job.Error = job.Cancel.IsCancellationRequested ? "cancelled by request" : Describe(ex);
-            job.State = job.Cancel.IsCancellationRequested ? "cancelled" : "failed";
-            _vms.EndMigration(vm.Id, $"last migration {job.State}: {job.Error}");
+            job.State = job.Cancel.IsCancellationRequested ? OutgoingState.Cancelled : OutgoingState.Failed;
+            _vms.EndMigration(vm.Id, $"last migration {job.State.ToWire()}: {job.Error}");
             Log.OutgoingFailed(_logger, job.Id, vm.Id, job.Error);
         }
     }

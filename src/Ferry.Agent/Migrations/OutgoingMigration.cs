@@ -8,7 +8,7 @@ namespace Ferry.Agent.Migrations;
 /// <summary>One migration this agent sends: its state, live progress and, at the end, its report.</summary>
 internal sealed class OutgoingMigration
 {
-    private volatile string _state = "connecting";
+    private volatile int _state = (int)OutgoingState.Connecting;
 
     public required string Id { get; init; }
     public required string VmId { get; init; }
@@ -19,16 +19,16 @@ internal sealed class OutgoingMigration
     public string? Error { get; set; }
     public Thread? Thread { get; set; }
 
-    public string State
+    public OutgoingState State
     {
-        get => _state;
-        set => _state = value;
+        get => (OutgoingState)_state;
+        set => _state = (int)value;
     }
 
-    public bool IsFinished => State is "completed" or "failed" or "cancelled" or "unconfirmed";
+    public bool IsFinished => State.IsFinished();
 
     /// <summary>"running" says too little once the link broke after switchover: the API shows the pause as a state of its own.</summary>
-    public string VisibleState => State == "running" && Session is { IsPostCopyPaused: true } ? "post-copy paused" : State;
+    public OutgoingState VisibleState => State == OutgoingState.Running && Session is { IsPostCopyPaused: true } ? OutgoingState.PostCopyPaused : State;
 
     public MigrationView View() => new()
     {

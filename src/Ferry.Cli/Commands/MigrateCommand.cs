@@ -1,3 +1,4 @@
+using Ferry.Agent.Migrations;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
@@ -312,7 +313,7 @@ internal static class MigrateCommand
         if (report is null)
         {
             // Failed before the engine started (e.g. destination unreachable): no report from the engine.
-            report = new MigrationReport { MigrationId = final.Id, Outcome = final.State switch { "cancelled" => MigrationOutcome.Cancelled, "unconfirmed" => MigrationOutcome.Unconfirmed, _ => MigrationOutcome.Failed }, Error = final.Error, Vm = new VmInfo { Id = vmId } };
+            report = new MigrationReport { MigrationId = final.Id, Outcome = final.State.ToOutcome(), Error = final.Error, Vm = new VmInfo { Id = vmId } };
         }
         WriteReport(s.ReportPath, report);
         if (s.Json)
@@ -321,7 +322,7 @@ internal static class MigrateCommand
         }
         else if (final.Report is null)
         {
-            Console.Error.WriteLine($"ferry: migration {final.State}: {final.Error}");
+            Console.Error.WriteLine($"ferry: migration {final.State.ToWire()}: {final.Error}");
         }
         else
         {
@@ -357,9 +358,9 @@ internal static class MigrateCommand
                         task.Description = Markup.Escape(ProgressLine.Describe(p));
                         task.Value = Math.Min(100, p.RamSentFraction * 100);
                     }
-                    if (IsFinished(view.State))
+                    if (view.State.IsFinished())
                     {
-                        if (view.State == "completed")
+                        if (view.State == OutgoingState.Completed)
                         {
                             task.Value = 100;
                         }
@@ -380,7 +381,7 @@ internal static class MigrateCommand
         while (true)
         {
             view = await PollAsync(source, id, view, ct).ConfigureAwait(false);
-            bool done = IsFinished(view.State);
+            bool done = view.State.IsFinished();
             if (!s.Json && view.Progress is { AwaitingResume: true } && !hinted)
             {
                 hinted = true;
@@ -402,14 +403,12 @@ internal static class MigrateCommand
     /// <summary>One poll; on Ctrl+C asks the agent to cancel and keeps watching until it has.</summary>
     private static async Task<MigrationView> PollAsync(AgentClient source, string id, MigrationView last, CancellationToken ct)
     {
-        if (ct.IsCancellationRequested && !IsFinished(last.State))
+        if (ct.IsCancellationRequested && !last.State.IsFinished())
         {
             return await source.CancelMigrationAsync(id, CancellationToken.None).ConfigureAwait(false);
         }
         return await source.GetMigrationAsync(id, CancellationToken.None).ConfigureAwait(false);
     }
-
-    private static bool IsFinished(string state) => state is "completed" or "failed" or "cancelled" or "unconfirmed";
 
     /// <summary>Writes via a temporary file, so a full disk never leaves a truncated report behind.</summary>
     private static void WriteReport(string path, MigrationReport report)

@@ -1,6 +1,5 @@
+using Ferry.Core.Machines.Destination;
 using Ferry.Core.Migration;
-using System.Diagnostics;
-using Ferry.Core.Paging;
 using Ferry.Core.Reporting;
 using Ferry.Protocol;
 using Ferry.Protocol.Framing;
@@ -18,7 +17,7 @@ public sealed record DestinationLimits
     public long MaxMemoryBytes { get; init; } = VmConfig.MaxMemoryBytes;
 
     /// <summary>How received pages go into guest RAM.</summary>
-    public Core.Migration.PageInstallChoice PageInstall { get; init; } = Core.Migration.PageInstallChoice.Auto;
+    public PageInstallChoice PageInstall { get; init; } = PageInstallChoice.Auto;
 
     /// <summary>How long a silent source is tolerated between frames.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
@@ -38,37 +37,59 @@ public sealed record DestinationLimits
 }
 
 /// <summary>
-/// The destination side: receives into fresh guest RAM that no VM runs on, checks the digest at
-/// switchover, and builds and starts the VM only on the source's commit. Any failure before that
-/// discards everything received; nothing ever touches a running VM.
+/// The destination side over an authenticated stream: the engine's driver of
+/// <see cref="DestinationMigrationMachine"/>. It reads frames, installs pages (the hot loop), and
+/// carries out the machine's commands; the machine decides what is allowed and when. It receives
+/// into fresh guest RAM that no VM runs on, and builds and starts the VM only on the source's
+/// commit. Any failure before that discards everything received; nothing ever touches a running VM.
 /// </summary>
 public sealed class DestinationMigration
 {
-    private readonly Stream _stream;
+    private static readonly TimeSpan RecoverySlice = TimeSpan.FromMilliseconds(100);
+
     private readonly HostInfo _self;
     private readonly DestinationLimits _limits;
     private readonly Func<Offer, string?>? _admit;
+    private readonly TimeProvider _time;
+    private readonly long _epoch;
+    private Stream _stream;
+    private FrameReader _reader;
+    private readonly FrameWriter _writer;
+    private DestinationMigrationMachine? _machine;
+    private ReceivedGuest? _guest;
+    private PostCopyReceiver? _postCopy;
+    private VirtualMachine? _vm;
+    private volatile DestinationPhase _phase = DestinationPhase.AwaitingOffer;
 
     /// <param name="admit">Returns a refusal reason, or null to accept (e.g. a VM id already present).</param>
-    public DestinationMigration(Stream authenticatedStream, HostInfo self, DestinationLimits limits, Func<Offer, string?>? admit = null)
+    public DestinationMigration(Stream authenticatedStream, HostInfo self, DestinationLimits limits, Func<Offer, string?>? admit = null,
+        TimeProvider? timeProvider = null)
     {
         _stream = authenticatedStream;
         _self = self;
         _limits = limits;
         _admit = admit;
+        _time = timeProvider ?? TimeProvider.System;
+        _epoch = _time.GetTimestamp();
+        _reader = new FrameReader(authenticatedStream);
+        _writer = new FrameWriter(authenticatedStream);
     }
 
     /// <summary>The offer, once received (for logs and listings).</summary>
     public Offer? Offer { get; private set; }
 
     /// <summary>Pages installed so far.</summary>
-    public long PagesReceived => Interlocked.Read(ref _pagesReceived);
+    public long PagesReceived => _guest?.Received ?? 0;
 
-    private long _pagesReceived;
-    private volatile string _phase = "receiving";
+    /// <summary>True once the VM was started here (a later failure stopped and discarded it).</summary>
+    public bool RanVm => _ranVm;
 
-    /// <summary>"receiving" until the VM runs here; then "post-copy", or "post-copy paused" while a broken link waits for the source to reconnect.</summary>
-    public string Phase => _phase;
+    private volatile bool _ranVm;
+
+    /// <summary>Where the migration is (the listing shows it while receiving: receiving, post-copy, post-copy paused…).</summary>
+    public DestinationPhase Phase => _phase;
+
+    private TimeSpan Now => _time.GetElapsedTime(_epoch);
 
     /// <summary>Receives one VM. Returns it running; throws (having kept nothing) on any failure.</summary>
     public VirtualMachine Run(CancellationToken ct) =>
@@ -81,216 +102,434 @@ public sealed class DestinationMigration
     /// </summary>
     public VirtualMachine? RunOrResume(CancellationToken ct)
     {
-        var reader = new FrameReader(_stream);
-        var writer = new FrameWriter(_stream);
-        GuestMemory? memory = null;
-        VirtualMachine? vm = null;
-        using var registration = ct.Register(() => _stream.Dispose());
-        if (_stream.CanTimeout)
-        {
-            // A source that goes silent without closing must not hold guest RAM here forever.
-            _stream.ReadTimeout = (int)Math.Min(int.MaxValue, _limits.IdleTimeout.TotalMilliseconds);
-        }
+        using var registration = ct.Register(() => Volatile.Read(ref _stream).Dispose());
+        SetIdleTimeout(_stream);
+        Frame first;
         try
         {
-            Frame first = reader.Read();
-            if (first.Type == FrameType.PostCopyResume && _limits.PostCopyRecovery is { } recovery)
-            {
-                try
-                {
-                    recovery.HandOver(_stream, reader, first.Payload);
-                }
-                catch (MigrationFailedException refused)
-                {
-                    // Said plainly, so the source stops retrying a post-copy that no longer exists here.
-                    TrySend(writer, FrameType.Abort, ControlJson.Encode(new Abort { Reason = refused.Message }));
-                    throw;
-                }
-                return null;
-            }
-            if (first.Type == FrameType.Abort)
-            {
-                throw Aborted(first.Payload);
-            }
-            Expect(first, FrameType.Offer);
-            Offer offer = ControlJson.Decode<Offer>(first.Payload, "offer");
-            Offer = offer;
-            VmConfig config = ConfigFrom(offer);
-            string? refusal = Validate(offer, config) ?? _admit?.Invoke(offer);
-            if (refusal is not null)
-            {
-                TrySend(writer, FrameType.Abort, ControlJson.Encode(new Abort { Reason = refusal }));
-                throw new MigrationFailedException(MigrationFailure.Refused, $"offer refused: {refusal}");
-            }
-            PageInstallDecision install;
+            first = _reader.Read();
+        }
+        catch (Exception ex) when (ct.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("cancelled before the first frame", ex, ct);
+        }
+        if (first.Type == FrameType.PostCopyResume && _limits.PostCopyRecovery is { } recovery)
+        {
             try
             {
-                install = PageInstallDecision.ForThisHost(_limits.PageInstall);
+                recovery.HandOver(_stream, _reader, first.Payload);
             }
-            catch (PlatformNotSupportedException ex)
+            catch (MigrationFailedException refused)
             {
-                TrySend(writer, FrameType.Abort, ControlJson.Encode(new Abort { Reason = ex.Message }));
-                throw new MigrationFailedException(MigrationFailure.Refused, ex.Message);
+                // Said plainly, so the source stops retrying a post-copy that no longer exists here.
+                TrySend(_writer, FrameType.Abort, ControlJson.Encode(new Abort { Reason = refused.Message }));
+                throw;
             }
-            memory = new GuestMemory(config.MemoryBytes);
-            if (install.IsUffd)
+            return null;
+        }
+        var m = new DestinationMigrationMachine(new DestinationMachineSettings
+        {
+            MaxMemoryBytes = _limits.MaxMemoryBytes,
+            CanRecover = _limits.PostCopyRecovery is not null,
+            RecoveryTimeout = _limits.RecoveryTimeout,
+            SettleTimeout = _limits.IdleTimeout,
+        }, Now);
+        _machine = m;
+        try
+        {
+            Dispatch(m, first);
+            while (!m.IsFinished)
             {
-                memory.EnableFastInstall();
-            }
-            var installer = new PageInstaller(memory);
-            var digest = new MemoryDigest(memory.PageCount);
-            writer.Write(FrameType.OfferAccepted, ControlJson.Encode(new OfferAccepted
-            {
-                DestinationHost = _self.HostName,
-                Os = _self.Os,
-                ProcessorCount = _self.ProcessorCount,
-                PageInstall = install.Backend,
-                PageInstallReason = install.Reason,
-            }));
-            writer.Flush();
-
-            var vcpus = new VcpuState[config.Vcpus];
-            var haveVcpu = new bool[config.Vcpus];
-            bool haveDevice = false;
-            // Post-copy: the pages still at the source, as the PendingPages frames describe them.
-            DirtyBitmap? pending = null;
-            int pendingWords = 0;
-            long hashTicks = 0;
-            while (true)
-            {
-                ct.ThrowIfCancellationRequested();
-                Frame f = reader.Read();
-                switch (f.Type)
+                Drain(m, ct);
+                if (m.IsFinished)
                 {
-                    case FrameType.PageBatch:
-                        int batchPages = PageBatchCodec.Validate(f.Payload, memory.PageCount, out _);
-                        foreach (var e in PageBatchCodec.Entries(f.Payload))
-                        {
-                            if (e.Encoding == PageEncoding.Zero)
-                            {
-                                installer.Flush();
-                                memory.InstallZeroPage(e.Page);
-                                digest.Set(e.Page, GuestMemory.ZeroPageHash);
-                            }
-                            else
-                            {
-                                installer.Add(e.Page, e.Data);
-                                long t0 = Stopwatch.GetTimestamp();
-                                digest.Set(e.Page, System.IO.Hashing.XxHash3.HashToUInt64(e.Data));
-                                hashTicks += Stopwatch.GetTimestamp() - t0;
-                            }
-                        }
-                        installer.Flush();
-                        Interlocked.Add(ref _pagesReceived, batchPages);
-                        break;
-                    case FrameType.RoundEnd:
-                    {
-                        // Acknowledged so the source can pause only once the link is drained.
-                        RoundEnd end = RoundEnd.Read(f.Payload);
-                        Span<byte> ack = stackalloc byte[RoundEnd.Size];
-                        end.Write(ack);
-                        writer.Write(FrameType.RoundAck, ack);
-                        writer.Flush();
-                        break;
-                    }
-                    case FrameType.VcpuState:
-                    {
-                        int index = VcpuStateMessage.Read(f.Payload, VcpuState.SizeInBytes, config.Vcpus, out ReadOnlySpan<byte> regs);
-                        vcpus[index] = VcpuState.Read(regs);
-                        haveVcpu[index] = true;
-                        break;
-                    }
-                    case FrameType.DeviceState:
-                        ControlJson.Decode<DeviceState>(f.Payload, "device state");
-                        haveDevice = true;
-                        break;
-                    case FrameType.PendingPages:
-                    {
-                        pending ??= new DirtyBitmap(memory.PageCount);
-                        ulong[] words = new ulong[Math.Min(pending.WordCount, PendingPagesMessage.MaxWordsPerFrame)];
-                        int n = PendingPagesMessage.Read(f.Payload, pendingWords, pending.WordCount, words);
-                        pending.OrWords(pendingWords, words.AsSpan(0, n));
-                        pendingWords += n;
-                        break;
-                    }
-                    case FrameType.Switchover:
-                    {
-                        long switchAt = Stopwatch.GetTimestamp();
-                        Switchover sw = Switchover.Read(f.Payload);
-                        ulong mine = digest.Compute();
-                        string? problem =
-                            !haveVcpu.All(x => x) ? "vCPU state missing" :
-                            pending is not null && pendingWords != pending.WordCount ? $"pending pages map covers {pendingWords} of {pending.WordCount} words" :
-                            !haveDevice ? "device state missing" :
-                            sw.GuestPages != memory.PageCount ? $"source counts {sw.GuestPages} guest pages, destination {memory.PageCount}" :
-                            sw.Vcpus != config.Vcpus ? $"source says {sw.Vcpus} vCPUs, the offer said {config.Vcpus}" :
-                            sw.PagesSent != PagesReceived ? $"source sent {sw.PagesSent} pages, destination received {PagesReceived}" :
-                            mine != sw.Digest ? "page contents differ" : null;
-                        var ready = new SwitchoverReady
-                        {
-                            DigestMatches = problem is null,
-                            DestinationDigest = MemoryDigest.Format(mine),
-                            DestinationHashMs = hashTicks * 1000.0 / Stopwatch.Frequency,
-                            Problem = problem,
-                        };
-                        writer.Write(FrameType.SwitchoverReady, ControlJson.Encode(ready));
-                        writer.Flush();
-                        if (problem is not null)
-                        {
-                            throw new MigrationFailedException(MigrationFailure.DigestMismatch,
-                                $"switchover refused: {problem} (source digest {MemoryDigest.Format(sw.Digest)}, destination {ready.DestinationDigest})");
-                        }
-                        Frame commit = reader.Read();
-                        if (commit.Type == FrameType.Abort)
-                        {
-                            throw Aborted(commit.Payload);
-                        }
-                        Expect(commit, FrameType.Commit);
-                        if (pending is not null)
-                        {
-                            // With uffd install the registration stays: post-copy runs on the kernel fault path.
-                            GuestMemory postCopyMemory = memory;
-                            memory = null;
-                            return new PostCopyReceiver(_stream, reader, writer, postCopyMemory, digest, config, vcpus, pending, _limits, offer.MigrationId, switchAt, ct)
-                                .Run(pages => Interlocked.Add(ref _pagesReceived, pages), PagesReceived, phase => _phase = phase);
-                        }
-                        // Never-written pages must fault in as zeros again once guest code runs.
-                        memory.DisableFastInstall();
-                        vm = VirtualMachine.Restore(config, memory, vcpus);
-                        memory = null;
-                        vm.Start();
-                        double resumeMs = (Stopwatch.GetTimestamp() - switchAt) * 1000.0 / Stopwatch.Frequency;
-                        // From here the VM runs here; a lost confirmation does not undo that.
-                        TrySend(writer, FrameType.Resumed, ControlJson.Encode(new Resumed { ResumeMs = resumeMs }));
-                        return vm;
-                    }
-                    case FrameType.Abort:
-                        throw Aborted(f.Payload);
-                    default:
-                        throw new ProtocolException(ProtocolErrorKind.UnexpectedFrame, $"unexpected {f.Type} frame before switchover");
+                    break;
+                }
+                if (TryRead(m, ct, out Frame f))
+                {
+                    Dispatch(m, f);
                 }
             }
         }
-        catch (Exception ex) when (vm is null)
+        catch (Exception ex) when (m.Succeeded is null)
         {
-            memory?.Dispose();
-            // Tell the source why, so its report names the cause rather than a closed connection.
-            if (ex is ProtocolException or MigrationFailedException { Kind: not (MigrationFailure.Aborted or MigrationFailure.Refused) })
+            // A bug on this side: fail through the machine so the VM and RAM are let go.
+            _cause ??= ex;
+            m.HandleLinkBroken(MigrationFailure.Internal, "internal error: " + ex.Message, Now);
+            Drain(m, ct);
+        }
+        finally
+        {
+            _phase = m.Phase;
+            if (_limits.PostCopyRecovery is { } registry && Offer is { } offer)
             {
-                TrySend(writer, FrameType.Abort, ControlJson.Encode(new Abort { Reason = ex.Message }));
+                registry.Unregister(offer.MigrationId);
             }
-            throw;
+            _postCopy?.Dispose();
+        }
+        if (m.Succeeded == true)
+        {
+            return _vm!;
+        }
+        if (m.RunningAt is null && _cause is not null)
+        {
+            // Nothing ran here: the cause itself says best what went wrong (a bad frame, a closed stream).
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(_cause);
+        }
+        throw new MigrationFailedException(m.Failure ?? MigrationFailure.Internal, m.Error ?? "failed", _cause);
+    }
+
+    /// <summary>What made the migration fail, when it was an exception here (a bad frame, a broken stream).</summary>
+    private Exception? _cause;
+
+    /// <summary>The next frame; false (having told the machine why) when reading failed.</summary>
+    private bool TryRead(DestinationMigrationMachine m, CancellationToken ct, out Frame frame)
+    {
+        try
+        {
+            frame = _reader.Read();
+            return true;
+        }
+        catch (Exception ex)
+        {
+            frame = default;
+            _cause ??= ex;
+            if (ct.IsCancellationRequested)
+            {
+                m.HandleCancel(Now);
+            }
+            else if (_postCopy?.Pages.Failure is { } vcpuReason)
+            {
+                // A vCPU's own reason (a page wait that timed out) explains the closed stream better than the read error does.
+                m.HandlePostCopyProgress(_postCopy.Pages.Missing);
+                m.HandleVcpuFailure(vcpuReason, _postCopy.Pages.FailedByTimeout, Now);
+            }
+            else
+            {
+                if (_postCopy is not null)
+                {
+                    m.HandlePostCopyProgress(_postCopy.Pages.Missing);
+                }
+                var (kind, message) = Classify(ex);
+                m.HandleLinkBroken(kind, message, Now);
+                if (m.Phase == DestinationPhase.PostCopyPaused)
+                {
+                    // Recoverable: the broken link is not the migration's cause.
+                    _cause = null;
+                }
+            }
+            _phase = m.Phase;
+            return false;
         }
     }
 
-    private static MigrationFailedException Aborted(ReadOnlySpan<byte> payload) =>
-        new(MigrationFailure.Aborted, "source aborted: " + ControlJson.Decode<Abort>(payload, "abort").Reason);
-
-    private static void Expect(in Frame f, FrameType type)
+    private static (MigrationFailure, string) Classify(Exception ex) => ex switch
     {
-        if (f.Type != type)
+        MigrationFailedException mf => (mf.Kind, mf.Message),
+        ProtocolException { Kind: ProtocolErrorKind.Truncated } p => (MigrationFailure.PeerDisconnected, p.Message),
+        ProtocolException p => (MigrationFailure.ProtocolViolation, p.Message),
+        IOException io => (MigrationFailure.PeerDisconnected, "connection lost: " + (io.InnerException?.Message ?? io.Message)),
+        ObjectDisposedException => (MigrationFailure.PeerDisconnected, "connection closed"),
+        _ => (MigrationFailure.Internal, ex.Message),
+    };
+
+    private static DestinationFrame Kind(FrameType type) => type switch
+    {
+        FrameType.Offer => DestinationFrame.Offer,
+        FrameType.PageBatch => DestinationFrame.PageBatch,
+        FrameType.RoundEnd => DestinationFrame.RoundEnd,
+        FrameType.VcpuState => DestinationFrame.VcpuState,
+        FrameType.DeviceState => DestinationFrame.DeviceState,
+        FrameType.PendingPages => DestinationFrame.PendingPages,
+        FrameType.Switchover => DestinationFrame.Switchover,
+        FrameType.Commit => DestinationFrame.Commit,
+        FrameType.PostCopyEnd => DestinationFrame.PostCopyEnd,
+        FrameType.Abort => DestinationFrame.Abort,
+        _ => DestinationFrame.Other,
+    };
+
+    /// <summary>One frame: the machine says whether it may come now; decoding errors fail the migration like a broken link.</summary>
+    private void Dispatch(DestinationMigrationMachine m, in Frame f)
+    {
+        if (!m.HandleFrame(Kind(f.Type), f.Type.ToString(), Now))
         {
-            throw new ProtocolException(ProtocolErrorKind.UnexpectedFrame, $"expected {type}, got {f.Type}");
+            _cause ??= new ProtocolException(ProtocolErrorKind.UnexpectedFrame, m.Error ?? $"unexpected {f.Type} frame");
+            return;
+        }
+        try
+        {
+            switch (f.Type)
+            {
+                case FrameType.Offer:
+                    ReadOffer(m, f.Payload);
+                    break;
+                case FrameType.PageBatch:
+                    if (_postCopy is { } pc)
+                    {
+                        pc.Install(f.Payload);
+                        m.HandlePostCopyProgress(pc.Pages.Missing);
+                    }
+                    else
+                    {
+                        _guest!.InstallBatch(f.Payload);
+                    }
+                    break;
+                case FrameType.RoundEnd:
+                    m.HandleRoundEnd(RoundEnd.Read(f.Payload).Round, Now);
+                    break;
+                case FrameType.VcpuState:
+                    _guest!.SetVcpu(f.Payload);
+                    m.HandleVcpuState(_guest.LastVcpu, Now);
+                    break;
+                case FrameType.DeviceState:
+                    ControlJson.Decode<DeviceState>(f.Payload, "device state");
+                    m.HandleDeviceState(Now);
+                    break;
+                case FrameType.PendingPages:
+                    m.HandlePendingPages(_guest!.AddPendingWords(f.Payload), _guest.Pending!.WordCount, Now);
+                    break;
+                case FrameType.Switchover:
+                {
+                    Switchover sw = Switchover.Read(f.Payload);
+                    m.HandleSwitchover(new SwitchoverClaim(sw.Digest, sw.PagesSent, sw.GuestPages, sw.Vcpus), Now);
+                    break;
+                }
+                case FrameType.Commit:
+                    m.HandleCommit(Now);
+                    break;
+                case FrameType.PostCopyEnd:
+                {
+                    PostCopyEnd end = PostCopyEnd.Read(f.Payload);
+                    m.HandlePostCopyEnd(end.PagesSent, end.Digest, Now);
+                    break;
+                }
+                case FrameType.Abort:
+                    m.HandleAbort(ControlJson.Decode<Abort>(f.Payload, "abort").Reason, Now);
+                    break;
+            }
+        }
+        catch (ProtocolException p)
+        {
+            _cause ??= p;
+            m.HandleLinkBroken(MigrationFailure.ProtocolViolation, p.Message, Now);
+        }
+        _phase = m.Phase;
+    }
+
+    private void ReadOffer(DestinationMigrationMachine m, ReadOnlySpan<byte> payload)
+    {
+        Offer offer = ControlJson.Decode<Offer>(payload, "offer");
+        Offer = offer;
+        VmConfig config = ConfigFrom(offer);
+        string? stateMismatch = offer.VcpuStateBytes != VcpuState.SizeInBytes
+            ? $"source vCPU state is {offer.VcpuStateBytes} bytes; this agent expects {VcpuState.SizeInBytes}"
+            : null;
+        string? invalid = ConfigProblem(config);
+        string? admission = stateMismatch is null && invalid is null ? _admit?.Invoke(offer) : null;
+        string? install = null;
+        PageInstallDecision? decision = null;
+        if (stateMismatch is null && invalid is null && admission is null)
+        {
+            try
+            {
+                decision = PageInstallDecision.ForThisHost(_limits.PageInstall);
+            }
+            catch (PlatformNotSupportedException ex)
+            {
+                install = ex.Message;
+            }
+        }
+        _pendingConfig = (config, decision);
+        m.HandleOffer(new OfferCheck(offer.MemoryBytes, offer.Vcpus, stateMismatch, invalid, admission, install), Now);
+    }
+
+    private (VmConfig Config, PageInstallDecision? Install) _pendingConfig;
+
+    // ---- commands --------------------------------------------------------------------------------
+
+    private void Drain(DestinationMigrationMachine m, CancellationToken ct)
+    {
+        while (m.TryPoll(Now, out DestinationCommand c))
+        {
+            try
+            {
+                Execute(m, c, ct);
+            }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException or ProtocolException)
+            {
+                _cause ??= ex;
+                var (kind, message) = Classify(ex);
+                m.HandleLinkBroken(kind, message, Now);
+            }
+            _phase = m.Phase;
+        }
+    }
+
+    private void Execute(DestinationMigrationMachine m, DestinationCommand c, CancellationToken ct)
+    {
+        switch (c.Kind)
+        {
+            case DestinationCommandKind.AcceptOffer:
+            {
+                var (config, maybeInstall) = _pendingConfig;
+                PageInstallDecision install = maybeInstall!.Value;
+                var memory = new GuestMemory(config.MemoryBytes);
+                if (install.IsUffd)
+                {
+                    memory.EnableFastInstall();
+                }
+                _guest = new ReceivedGuest(config, memory);
+                _writer.Write(FrameType.OfferAccepted, ControlJson.Encode(new OfferAccepted
+                {
+                    DestinationHost = _self.HostName,
+                    Os = _self.Os,
+                    ProcessorCount = _self.ProcessorCount,
+                    PageInstall = install.Backend,
+                    PageInstallReason = install.Reason,
+                }));
+                _writer.Flush();
+                break;
+            }
+            case DestinationCommandKind.TellSource:
+                (_postCopy is { } pc ? (Action<FrameType, byte[]>)pc.Send : (t, p) => TrySend(_writer, t, p))
+                    (FrameType.Abort, ControlJson.Encode(new Abort { Reason = c.Reason ?? "" }));
+                break;
+            case DestinationCommandKind.AckRound:
+            {
+                Span<byte> ack = stackalloc byte[RoundEnd.Size];
+                new RoundEnd((int)c.Value, 0).Write(ack);
+                _writer.Write(FrameType.RoundAck, ack);
+                _writer.Flush();
+                break;
+            }
+            case DestinationCommandKind.AwaitPages:
+                // One connection: every page the source wrote before this frame is installed already.
+                m.HandlePagesSettled(_guest!.Received, _postCopy?.Pages.Missing ?? 0, _guest.Digest.Compute(), Now);
+                break;
+            case DestinationCommandKind.SendSwitchoverVerdict:
+                _writer.Write(FrameType.SwitchoverReady, ControlJson.Encode(new SwitchoverReady
+                {
+                    DigestMatches = c.Verdict.DigestMatches,
+                    DestinationDigest = MemoryDigest.Format(c.Verdict.Digest),
+                    DestinationHashMs = _guest!.HashMs,
+                    Problem = c.Verdict.Problem,
+                }));
+                _writer.Flush();
+                break;
+            case DestinationCommandKind.StartVm:
+                StartVm(m, c.PostCopy);
+                break;
+            case DestinationCommandKind.SendResumed:
+            {
+                byte[] resumed = ControlJson.Encode(new Resumed { ResumeMs = c.Milliseconds });
+                if (_postCopy is { } p)
+                {
+                    p.Send(FrameType.Resumed, resumed);
+                }
+                else
+                {
+                    TrySend(_writer, FrameType.Resumed, resumed);
+                }
+                break;
+            }
+            case DestinationCommandKind.SendPostCopyVerdict:
+                _postCopy!.Send(FrameType.PostCopyComplete, ControlJson.Encode(_postCopy.Verdict(c.Verdict.DigestMatches,
+                    MemoryDigest.Format(c.Verdict.Digest), c.Verdict.Problem)));
+                break;
+            case DestinationCommandKind.EndPostCopy:
+                _postCopy!.Vm!.Memory.EndPostCopy();
+                _vm = _postCopy.Vm;
+                break;
+            case DestinationCommandKind.PausePageWaits:
+                // No page can arrive until the source is back: waiting vCPUs keep waiting, bounded by the recovery deadline instead of their page timeout.
+                _stream.Dispose();
+                _postCopy!.Pages.PauseWaitDeadlines();
+                break;
+            case DestinationCommandKind.AwaitSource:
+                AwaitSource(m, ct);
+                break;
+            case DestinationCommandKind.ResumeOnNewConnection:
+                _postCopy!.Resume(_stream);
+                _postCopy.Pages.ResumeWaitDeadlines();
+                break;
+            case DestinationCommandKind.Discard:
+                Discard(m);
+                break;
+        }
+    }
+
+    private void StartVm(DestinationMigrationMachine m, bool postCopy)
+    {
+        ReceivedGuest guest = _guest!;
+        if (postCopy)
+        {
+            var pc = new PostCopyReceiver(guest, _stream, _writer, _limits.PageWaitTimeout, _limits.PostCopyRecovery is not null,
+                // A vCPU gave up on a page: closing the stream ends the read, which reports the vCPU's reason.
+                () => Volatile.Read(ref _stream).Dispose());
+            _postCopy = pc;
+            // A newer connection from the source supersedes the current one, which may be half-open (still "up" here though the source gave up on it).
+            _limits.PostCopyRecovery?.Register(Offer!.MigrationId, () => Volatile.Read(ref _stream).Dispose());
+            pc.Start(_time);
+            _ranVm = true;
+            m.HandlePostCopyProgress(pc.Pages.Missing);
+            m.HandleVmRunning(Now);
+            return;
+        }
+        // Never-written pages must fault in as zeros again once guest code runs.
+        guest.Memory.DisableFastInstall();
+        _vm = VirtualMachine.Restore(guest.Config, guest.HandOver(), guest.Vcpus);
+        _vm.Start();
+        _ranVm = true;
+        m.HandleVmRunning(Now);
+    }
+
+    /// <summary>Post-copy paused: waits (in slices, so a vCPU that gave up or a cancel ends it at once) for the source's new connection.</summary>
+    private void AwaitSource(DestinationMigrationMachine m, CancellationToken ct)
+    {
+        PostCopyRecoveryRegistry registry = _limits.PostCopyRecovery!;
+        while (m.Phase == DestinationPhase.PostCopyPaused && m.Succeeded is null)
+        {
+            if (registry.TryTake(Offer!.MigrationId, RecoverySlice, out Stream stream, out FrameReader reader))
+            {
+                SetIdleTimeout(stream);
+                Volatile.Write(ref _stream, stream);
+                _reader = reader;
+                m.HandleSourceReconnected(Now);
+                return;
+            }
+            if (_postCopy!.Pages.Failure is { } reason)
+            {
+                m.HandleVcpuFailure(reason, _postCopy.Pages.FailedByTimeout, Now);
+                return;
+            }
+            if (ct.IsCancellationRequested)
+            {
+                m.HandleCancel(Now);
+                return;
+            }
+            m.HandleTimeout(Now);
+        }
+    }
+
+    private void Discard(DestinationMigrationMachine m)
+    {
+        if (_postCopy is { } pc)
+        {
+            pc.Discard(m.Error ?? "failed");
+            _guest?.Dispose();
+        }
+        else if (_vm is null)
+        {
+            _guest?.Dispose();
+        }
+    }
+
+    private void SetIdleTimeout(Stream stream)
+    {
+        if (stream.CanTimeout)
+        {
+            // A source that goes silent without closing must not hold guest RAM here forever.
+            stream.ReadTimeout = (int)Math.Min(int.MaxValue, _limits.IdleTimeout.TotalMilliseconds);
         }
     }
 
@@ -320,24 +559,17 @@ public sealed class DestinationMigration
         OpsLimitPerVcpu = offer.OpsLimitPerVcpu,
     };
 
-    private string? Validate(Offer offer, VmConfig config)
+    /// <summary>What is wrong with the VM the offer describes, or null (the limits are the machine's to apply).</summary>
+    private static string? ConfigProblem(VmConfig config)
     {
-        if (offer.VcpuStateBytes != VcpuState.SizeInBytes)
-        {
-            return $"source vCPU state is {offer.VcpuStateBytes} bytes; this agent expects {VcpuState.SizeInBytes}";
-        }
-        if (offer.MemoryBytes > _limits.MaxMemoryBytes)
-        {
-            return $"VM needs {offer.MemoryBytes} bytes of RAM; this agent accepts at most {_limits.MaxMemoryBytes}";
-        }
         try
         {
             config.Validate();
+            return null;
         }
         catch (ArgumentException ex)
         {
             return "invalid VM description: " + ex.Message;
         }
-        return null;
     }
 }

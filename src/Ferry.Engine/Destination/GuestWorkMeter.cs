@@ -1,5 +1,3 @@
-using Ferry.Core.Migration;
-using System.Diagnostics;
 using Ferry.Protocol.Messages;
 using Ferry.Vm.Machine;
 
@@ -14,22 +12,23 @@ namespace Ferry.Engine.Destination;
 internal sealed class GuestWorkMeter
 {
     private readonly VirtualMachine _vm;
+    private readonly TimeProvider _time;
     private readonly long _runningAt;
     private readonly ulong _opsAtRunning;
     private ulong? _opsAtLastPage;
     private long _lastPageAt;
 
-    /// <param name="runningAt">When the VM started here (the start of the resume phase).</param>
     /// <param name="allPagesPresent">Nothing was missing at the start: the resume phase is empty.</param>
-    public GuestWorkMeter(VirtualMachine vm, long runningAt, bool allPagesPresent)
+    public GuestWorkMeter(VirtualMachine vm, TimeProvider time, bool allPagesPresent)
     {
         _vm = vm;
-        _runningAt = runningAt;
+        _time = time;
+        _runningAt = time.GetTimestamp();
         _opsAtRunning = vm.TotalOps;
         if (allPagesPresent)
         {
             _opsAtLastPage = _opsAtRunning;
-            _lastPageAt = runningAt;
+            _lastPageAt = _runningAt;
         }
     }
 
@@ -39,7 +38,7 @@ internal sealed class GuestWorkMeter
         if (_opsAtLastPage is null)
         {
             _opsAtLastPage = _vm.TotalOps;
-            _lastPageAt = Stopwatch.GetTimestamp();
+            _lastPageAt = _time.GetTimestamp();
         }
     }
 
@@ -49,10 +48,10 @@ internal sealed class GuestWorkMeter
         ulong now = _vm.TotalOps;
         return verdict with
         {
-            ResumeMs = _lastPageAt == 0 ? 0 : (_lastPageAt - _runningAt) * 1000.0 / Stopwatch.Frequency,
+            ResumeMs = _lastPageAt == 0 ? 0 : _time.GetElapsedTime(_runningAt, _lastPageAt).TotalMilliseconds,
             ResumeOps = _opsAtLastPage is { } last ? (long)(last - _opsAtRunning) : null,
             RunOps = (long)(now - _opsAtRunning),
-            RunMs = (Stopwatch.GetTimestamp() - _runningAt) * 1000.0 / Stopwatch.Frequency,
+            RunMs = _time.GetElapsedTime(_runningAt).TotalMilliseconds,
         };
     }
 }

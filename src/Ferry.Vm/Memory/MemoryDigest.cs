@@ -18,6 +18,8 @@ public sealed class MemoryDigest
         Array.Fill(_pageHashes, GuestMemory.ZeroPageHash);
     }
 
+    public long PageCount => _pageHashes.Length;
+
     public void Set(long page, ulong hash) => _pageHashes[page] = hash;
 
     public ulong Get(long page) => _pageHashes[page];

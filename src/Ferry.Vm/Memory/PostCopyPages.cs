@@ -67,6 +67,9 @@ public sealed class PostCopyPages
     /// <summary>Why post-copy failed, or null.</summary>
     public string? Failure => _failure;
 
+    /// <summary>True when the failure was a page wait that ran out (not a request that could not be sent).</summary>
+    public bool FailedByTimeout { get; private set; }
+
     public bool IsPresent(long page) => _present[page];
 
     /// <summary>True when this page has been asked for (by a vCPU fault).</summary>
@@ -186,7 +189,7 @@ public sealed class PostCopyPages
                     if (left <= 0 && _pausedSince == 0)
                     {
                         string timeout = $"page {page} did not arrive within {WaitTimeout.TotalSeconds:0.###} s";
-                        FailLocked(timeout);
+                        FailLocked(timeout, timedOut: true);
                         throw new GuestPageUnavailableException(page, timeout);
                     }
                     double slice = _pausedSince != 0 ? WakeCheck.TotalSeconds : Math.Min(WakeCheck.TotalSeconds, left / (double)Stopwatch.Frequency);
@@ -272,7 +275,10 @@ public sealed class PostCopyPages
         }
         if (late >= 0)
         {
-            Fail($"page {late} did not arrive within {WaitTimeout.TotalSeconds:0.###} s");
+            lock (_gate)
+            {
+                FailLocked($"page {late} did not arrive within {WaitTimeout.TotalSeconds:0.###} s", timedOut: true);
+            }
         }
     }
 
@@ -331,12 +337,13 @@ public sealed class PostCopyPages
         }
     }
 
-    private void FailLocked(string reason)
+    private void FailLocked(string reason, bool timedOut = false)
     {
         if (_failure is not null)
         {
             return;
         }
+        FailedByTimeout = timedOut;
         _failure = reason;
         Monitor.PulseAll(_gate);
         // Outside observers (the receiver) learn of it; they must not call back into a wait.
