@@ -29,10 +29,10 @@ public enum MigrationPhase
     /// <summary>vCPU and device state (and, for post-copy, the map of pages still here) are sent.</summary>
     [JsonStringEnumMemberName("state")] State,
 
-    /// <summary>Switchover sent; waiting for the destination's digest verdict.</summary>
+    /// <summary>Switchover sent; waiting for the destination's digest verdict, then writing the commit.</summary>
     [JsonStringEnumMemberName("switchover")] Switchover,
 
-    /// <summary>Commit sent: from here the destination may run the VM; waiting for it to say it does.</summary>
+    /// <summary>Commit written: from here the destination may run the VM; waiting for it to say it does.</summary>
     [JsonStringEnumMemberName("commit")] Commit,
 
     /// <summary>The VM runs at the destination; pages still here are sent on demand and pushed.</summary>

@@ -224,6 +224,9 @@ public sealed record PostCopyMetrics
     /// <summary>Without a bandwidth limit: the rate the push was paced at, 90 % of the link's measured delivery rate (0: not paced automatically).</summary>
     public double AutoPacedBytesPerSecond { get; init; }
 
+    /// <summary>The link rate the automatic pacing is based on: the best window of acknowledged bytes while the push ran unpaced (0: not measured).</summary>
+    public double MeasuredLinkBytesPerSecond { get; init; }
+
     /// <summary>Pages sent because the destination asked for them (a fault).</summary>
     public long DemandPages { get; init; }
 

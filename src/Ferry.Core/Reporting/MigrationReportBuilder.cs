@@ -158,6 +158,7 @@ public static class MigrationReportBuilder
             FaultPath = v?.FaultPath ?? "",
             ZeroFilledOnFault = v?.ZeroFilledOnFault ?? 0,
             AutoPacedBytesPerSecond = m.AutoPacedBytesPerSecond,
+            MeasuredLinkBytesPerSecond = m.MeasuredLinkBytesPerSecond,
             DemandPages = m.DemandPages,
             PushPages = m.PushPages,
             PrePagedPages = m.PrePagedPages,

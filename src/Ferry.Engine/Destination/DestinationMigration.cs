@@ -378,7 +378,7 @@ public sealed class DestinationMigration
                 {
                     memory.EnableFastInstall();
                 }
-                _guest = new ReceivedGuest(config, memory);
+                _guest = new ReceivedGuest(config, memory, _time);
                 _writer.Write(FrameType.OfferAccepted, ControlJson.Encode(new OfferAccepted
                 {
                     DestinationHost = _self.HostName,

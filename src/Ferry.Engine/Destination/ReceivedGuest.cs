@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Ferry.Core.Paging;
 using Ferry.Protocol.Messages;
 using Ferry.Vm.Cpu;
@@ -19,8 +18,11 @@ internal sealed class ReceivedGuest : IDisposable
     private long _hashTicks;
     private int _pendingWords;
 
-    public ReceivedGuest(VmConfig config, GuestMemory memory)
+    private readonly TimeProvider _time;
+
+    public ReceivedGuest(VmConfig config, GuestMemory memory, TimeProvider time)
     {
+        _time = time;
         Config = config;
         Memory = memory;
         _installer = new PageInstaller(memory);
@@ -48,7 +50,7 @@ internal sealed class ReceivedGuest : IDisposable
     /// <summary>Pages installed so far (all connections; before and after the switch).</summary>
     public long Received => Interlocked.Read(ref _received);
 
-    public double HashMs => Interlocked.Read(ref _hashTicks) * 1000.0 / Stopwatch.Frequency;
+    public double HashMs => Interlocked.Read(ref _hashTicks) * 1000.0 / _time.TimestampFrequency;
 
     /// <summary>Before the switch: installs a checked batch into fresh RAM (UFFDIO_COPY runs where possible) and hashes every page.</summary>
     public int InstallBatch(ReadOnlySpan<byte> payload)
@@ -66,9 +68,9 @@ internal sealed class ReceivedGuest : IDisposable
             else
             {
                 _installer.Add(e.Page, e.Data);
-                long t0 = Stopwatch.GetTimestamp();
+                long t0 = _time.GetTimestamp();
                 Digest.Set(e.Page, System.IO.Hashing.XxHash3.HashToUInt64(e.Data));
-                ticks += Stopwatch.GetTimestamp() - t0;
+                ticks += _time.GetTimestamp() - t0;
             }
         }
         _installer.Flush();

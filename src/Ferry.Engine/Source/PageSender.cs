@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Ferry.Core.Paging;
 using Ferry.Protocol.Framing;
 using Ferry.Protocol.Messages;
@@ -39,8 +38,11 @@ internal sealed class PageSender
     private int _zeros;
     private int _firsts;
 
-    public PageSender(GuestMemory memory, FrameWriter writer, IBatchGate gate)
+    private readonly TimeProvider _time;
+
+    public PageSender(GuestMemory memory, FrameWriter writer, IBatchGate gate, TimeProvider time)
     {
+        _time = time;
         _memory = memory;
         _writer = writer;
         _gate = gate;
@@ -51,8 +53,10 @@ internal sealed class PageSender
     /// <summary>The hash of every page as last sent (a page never sent counts as zeros).</summary>
     public MemoryDigest Digest { get; }
 
-    /// <summary>Stopwatch ticks spent hashing pages as they were sent.</summary>
+    /// <summary>Time spent hashing pages as they were sent, in the clock's ticks.</summary>
     public long HashTicks { get; private set; }
+
+    public double HashMs => HashTicks * 1000.0 / _time.TimestampFrequency;
 
     /// <summary>Continues on a new connection (post-copy recovery).</summary>
     public void UseWriter(FrameWriter writer) => _writer = writer;
@@ -79,10 +83,10 @@ internal sealed class PageSender
         Span<byte> entry = _writer.OpenPayload[_pos..];
         Span<byte> data = entry.Slice(PageBatchCodec.EntryHeaderSize, PageSize.Bytes);
         _memory.ReadPage(page, data);
-        long t0 = Stopwatch.GetTimestamp();
+        long t0 = _time.GetTimestamp();
         bool zero = !data.ContainsAnyExcept((byte)0);
         ulong hash = zero ? GuestMemory.ZeroPageHash : System.IO.Hashing.XxHash3.HashToUInt64(data);
-        HashTicks += Stopwatch.GetTimestamp() - t0;
+        HashTicks += _time.GetTimestamp() - t0;
         Digest.Set(page, hash);
         if (zero)
         {

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Ferry.Core.Machines.Source;
 using Ferry.Core.Migration;
 using Ferry.Core.Paging;
@@ -137,7 +136,7 @@ public sealed class SourceMigration : IBatchGate
         long opsAtPause = -1;
         var m = new SourceMigrationMachine(_settings, Now);
         _machine = m;
-        _sender = new PageSender(_memory, _writer, this);
+        _sender = new PageSender(_memory, _writer, this, _time);
         using CancellationTokenRegistration onCancel = cancellationToken.Register(() => _inbox.Post(new SourceInput(SourceInputKind.Cancel)));
         try
         {
@@ -246,7 +245,7 @@ public sealed class SourceMigration : IBatchGate
             BaselineOpsPerSecond = baseline.OpsPerSecond,
             BaselineCovered = baseline.Covered,
             SourceOps = sourceOps,
-            SourceHashMs = _sender!.HashTicks * 1000.0 / Stopwatch.Frequency,
+            SourceHashMs = _sender!.HashMs,
         }, Now);
         return new SourceResult(report, VmMoved: m.Outcome == MigrationOutcome.Completed);
     }
@@ -324,9 +323,9 @@ public sealed class SourceMigration : IBatchGate
             }
             case SourceCommandKind.SendSwitchover:
             {
-                long t0 = Stopwatch.GetTimestamp();
+                long t0 = _time.GetTimestamp();
                 ulong digest = _sender!.Digest.Compute();
-                double digestMs = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                double digestMs = _time.GetElapsedTime(t0).TotalMilliseconds;
                 Span<byte> sw = stackalloc byte[Switchover.Size];
                 new Switchover(digest, m.Counters.PagesSent, _memory.PageCount, _vm.Config.Vcpus).Write(sw);
                 Write(m, FrameType.Switchover, sw);
@@ -548,14 +547,14 @@ public sealed class SourceMigration : IBatchGate
     /// </summary>
     private void VerifySourceCopy(SourceMigrationMachine m)
     {
-        long t0 = Stopwatch.GetTimestamp();
+        long t0 = _time.GetTimestamp();
         bool match = true;
         MemoryDigest digest = _sender!.Digest;
         for (long p = 0; p < _memory.PageCount && match; p++)
         {
             match = _memory.HashPage(p) == digest.Get(p);
         }
-        m.HandleSourceCopyVerified(match, Stopwatch.GetElapsedTime(t0).TotalMilliseconds, Now);
+        m.HandleSourceCopyVerified(match, _time.GetElapsedTime(t0).TotalMilliseconds, Now);
     }
 
     private void TryTellDestination(string reason)

@@ -230,6 +230,93 @@ public sealed class ArchitectureTests
             "Ferry.Core reads a clock");
     }
 
+    /// <summary>Every IL reference a type's own method bodies make, with the types it mentions.</summary>
+    private static IEnumerable<(string Where, MemberInfo Member, IEnumerable<Type> Mentioned)> BodyReferences(Type t) =>
+        from m in MethodsOf(t)
+        from r in IlReferences.Of(m)
+        let member = r.Member
+        where member is not null
+        let owner = member as Type ?? member.DeclaringType
+        let mentioned = (owner is null ? [] : Expand(owner))
+            .Concat(member is MethodInfo mi ? Expand(mi.ReturnType).Concat(mi.GetParameters().SelectMany(p => Expand(p.ParameterType))) : [])
+            .Concat(member is FieldInfo fi ? Expand(fi.FieldType) : [])
+        select ($"{t}.{m.Name}", member, mentioned);
+
+    private static bool IsConcurrencyOrAsync(Type t) =>
+        t == typeof(Thread) || t == typeof(ThreadPool) || t == typeof(Monitor) || t == typeof(Interlocked) || t == typeof(Volatile)
+        || t == typeof(Task) || (t.IsGenericType && t.GetGenericTypeDefinition() == typeof(Task<>))
+        || t == typeof(ValueTask) || (t.IsGenericType && t.GetGenericTypeDefinition() == typeof(ValueTask<>))
+        || t == typeof(CancellationToken) || t == typeof(CancellationTokenSource) || typeof(WaitHandle).IsAssignableFrom(t)
+        || t == typeof(SemaphoreSlim) || t == typeof(System.Threading.Timer) || t == typeof(Lock)
+        || t == typeof(TimeProvider);
+
+    [Fact]
+    public void The_migration_machines_use_no_thread_task_lock_timer_or_clock()
+    {
+        // design.md §5: events in with their time, commands out. A machine that blocked, locked or
+        // read a clock could not be stepped by the simulator's virtual clock.
+        Type[] machines = TypesOf(Core).Where(t => t.Namespace?.StartsWith("Ferry.Core.Machines", StringComparison.Ordinal) == true).ToArray();
+        Assert.True(machines.Length >= 10, $"only {machines.Length} machine types found");
+        Assert.Contains(machines, t => t == typeof(Ferry.Core.Machines.Source.SourceMigrationMachine));
+        Assert.Contains(machines, t => t == typeof(Ferry.Core.Machines.Destination.DestinationMigrationMachine));
+        AssertNone(
+            from t in machines
+            from s in SignatureTypes(t)
+            from x in Expand(s.Type)
+            where IsConcurrencyOrAsync(x) || IsForbiddenForCore(x)
+            select $"{s.Where}: {s.Type}",
+            "machine signatures mention threads, tasks or I/O");
+        AssertNone(
+            from t in machines
+            from r in BodyReferences(t)
+            where r.Mentioned.Any(x => IsConcurrencyOrAsync(x) || IsForbiddenForCore(x))
+            select $"{r.Where}: {Describe(r.Member)}",
+            "machine code uses threads, tasks, locks or I/O");
+        // Control: the same scan sees these where they are.
+        Assert.Contains(BodyReferences(typeof(Ferry.Engine.Source.SourceInbox)), r => r.Mentioned.Any(IsConcurrencyOrAsync));
+    }
+
+    [Fact]
+    public void The_engine_makes_no_decision_the_machines_do_not_make()
+    {
+        // Policies, pacing, backoff and phase moves are the machines' (Ferry.Core.Machines): the engine never calls them itself.
+        Type[] decisions =
+        [
+            typeof(IMigrationPolicy), typeof(PreCopyPolicy), typeof(Ferry.Core.Policy.HybridPolicy), typeof(Ferry.Core.Policy.AutoPolicy),
+            typeof(Ferry.Core.Pacing.TokenBucket), typeof(Ferry.Core.Pacing.PostCopyAutoPacing), typeof(Ferry.Core.Migration.ReconnectBackoff),
+            typeof(Ferry.Core.Migration.MigrationPhases),
+        ];
+        Assert.True(decisions.All(d => d.Assembly == Core));
+        AssertNone(
+            from t in TypesOf(Engine)
+            from r in BodyReferences(t)
+            let used = r.Mentioned.FirstOrDefault(x => decisions.Contains(x) && !(x == typeof(Ferry.Core.Migration.MigrationPhases) && r.Member.Name == "ToWire"))
+            where used is not null
+            select $"{r.Where}: {Describe(r.Member)} ({used.Name})",
+            "Ferry.Engine decides something itself");
+        // Control: the scan sees policy calls where they are (the source machine).
+        Assert.Contains(BodyReferences(typeof(Ferry.Core.Machines.Source.SourceMigrationMachine)), r => r.Mentioned.Contains(typeof(IMigrationPolicy)));
+    }
+
+    [Fact]
+    public void The_engine_reads_time_only_through_its_time_provider()
+    {
+        var clocks = new (Type Type, string? Member)[]
+        {
+            (typeof(System.Diagnostics.Stopwatch), null),
+            (typeof(DateTime), "get_Now"), (typeof(DateTime), "get_UtcNow"),
+            (typeof(DateTimeOffset), "get_Now"), (typeof(DateTimeOffset), "get_UtcNow"),
+            (typeof(Environment), "get_TickCount"), (typeof(Environment), "get_TickCount64"),
+        };
+        AssertNone(
+            from t in TypesOf(Engine)
+            from r in BodyReferences(t)
+            let owner = r.Member as Type ?? r.Member.DeclaringType
+            where clocks.Any(c => c.Type == owner && (c.Member is null || c.Member == r.Member.Name))
+            select $"{r.Where}: {Describe(r.Member)}",
+            "Ferry.Engine reads a clock directly (inject TimeProvider)");
+    }
+
     private static IEnumerable<string> PInvokes(Assembly a) =>
         from t in TypesOf(a)
         from m in t.GetMethods(All)

@@ -128,8 +128,14 @@ public sealed class PostCopyMigrationTests
         Assert.Equal(MigrationOutcome.Completed, r.Outcome);
         Assert.True(r.Verification.DigestsMatch, r.Error);
         double paced = r.PostCopy.AutoPacedBytesPerSecond;
+        double measured = r.PostCopy.MeasuredLinkBytesPerSecond;
         Assert.True(paced > 0, "the push never paced itself");
-        Assert.InRange(paced / link, Ferry.Core.Pacing.PostCopyAutoPacing.Fraction * 0.8, Ferry.Core.Pacing.PostCopyAutoPacing.Fraction * 1.1);
+        // Paced just below what it measured …
+        Assert.Equal(Ferry.Core.Pacing.PostCopyAutoPacing.Fraction, paced / measured, 3);
+        // … and what it measured is the link: never above it, and well above nothing. (A busy machine
+        // leaves gaps in the sender, and the slow link gives no credit for them, so the measure can
+        // come out below the link; it cannot come out above it.)
+        Assert.InRange(measured / link, 0.3, 1.1);
     }
 
     [Fact]

@@ -46,6 +46,9 @@ internal sealed class PostCopyScheduler
     public long PrePagedPages { get; private set; }
     public long RequestsAlreadySent { get; private set; }
     public double AutoPacedBytesPerSecond { get; private set; }
+
+    /// <summary>The delivery rate the current automatic pacing is based on (0: not paced automatically).</summary>
+    public double MeasuredLinkBytesPerSecond { get; private set; }
     public bool Started { get; private set; }
 
     /// <summary>Page requests that arrived before or during post-copy and are not answered yet.</summary>
@@ -97,6 +100,7 @@ internal sealed class PostCopyScheduler
         {
             pacer.PaceAt(rate, pushFrameBytes, now);
             AutoPacedBytesPerSecond = rate;
+            MeasuredLinkBytesPerSecond = _autoPacing.LinkBytesPerSecond;
         }
     }
 

@@ -93,6 +93,9 @@ public sealed class SourceMigrationMachine
 
     public SourceMachineSettings Settings => _settings;
 
+    /// <summary>Told of every phase change, old and new (for logs, traces and tests); must not call back into the machine.</summary>
+    public Action<MigrationPhase, MigrationPhase>? PhaseChanged { get; set; }
+
     public MigrationPhase Phase { get; private set; }
 
     /// <summary>Set once the migration has ended (its phase is final); the driver still runs the commands queued for the way out.</summary>
@@ -164,6 +167,7 @@ public sealed class SourceMigrationMachine
     public long PrePagedPages => _postCopy.PrePagedPages;
     public long RequestsAlreadySent => _postCopy.RequestsAlreadySent;
     public double AutoPacedBytesPerSecond => _postCopy.AutoPacedBytesPerSecond;
+    public double MeasuredLinkBytesPerSecond => _postCopy.MeasuredLinkBytesPerSecond;
 
     /// <summary>Page requests that arrived and are not answered yet.</summary>
     public int RequestsWaiting => _postCopy.RequestsWaiting;
@@ -575,8 +579,8 @@ public sealed class SourceMigrationMachine
                 (verdict.Problem is { } p ? $" ({p})" : ""), now);
             return;
         }
-        // The last point of no return: after the commit frame the destination may run the VM.
-        Move(MigrationPhase.Commit);
+        // The last point of no return: a cancel or a failure before the commit frame is written still
+        // resumes the source. (A write that fails cannot have delivered the whole checksummed frame.)
         Await(Awaiting.CommitSent, new SourceCommand(SourceCommandKind.SendCommit));
     }
 
@@ -587,6 +591,7 @@ public sealed class SourceMigrationMachine
             return;
         }
         Committed = true;
+        Move(MigrationPhase.Commit);
         _awaiting = Awaiting.Resumed;
         Arm(Deadline.ResumeConfirmation, now + _options.SwitchoverTimeout);
     }
@@ -888,7 +893,9 @@ public sealed class SourceMigrationMachine
         {
             throw new InvalidOperationException($"illegal phase transition {Phase} → {to}");
         }
+        MigrationPhase from = Phase;
         Phase = to;
+        PhaseChanged?.Invoke(from, to);
     }
 
     private void Await(Awaiting what, SourceCommand command)
