@@ -9,7 +9,9 @@ internal static class Program
 
         verbs:
           stream        idle VM full of random bytes, pre-copy, no bandwidth limit, against raw .NET TCP
-                        over loopback (same byte count, same socket settings), per page-install backend
+                        over loopback (same byte count, same socket settings), per page-install backend,
+                        and against raw TCP into a fresh mapping of the guest's size (plain recv, and
+                        recv + UFFDIO_COPY runs), the ceiling of each backend
               --memory SIZE      guest RAM (default 1GiB)
               --page-install L   comma list of auto | uffd | copy (default auto); each repeat migrates
                                  the same VM once per entry, order rotating, raw TCP after each

@@ -4,6 +4,7 @@ using Ferry.Core.Migration;
 using Ferry.Core.Reporting;
 using Ferry.Core.Tracking;
 using Ferry.Vm.Machine;
+using Ferry.Vm.Memory;
 using static Ferry.Bench.BenchFormat;
 
 namespace Ferry.Bench;
@@ -33,6 +34,12 @@ internal static class StreamBenchmark
         public string DirtyLog { get; init; } = "";
         public int SourceSendBufferBytes { get; init; } = LoopbackMigration.SourceSendBuffer;
         public int DestinationReceiveBufferBytes { get; init; } = LoopbackMigration.DestinationReceiveBuffer;
+
+        /// <summary>Raw TCP into fresh memory variants run after each migration (plain, and uffd when the host allows it).</summary>
+        public IReadOnlyList<string> FreshMemoryVariants { get; init; } = [];
+
+        /// <summary>Why the uffd fresh-memory variant was skipped; null when it ran.</summary>
+        public string? FreshMemoryUffdSkipped { get; init; }
     }
 
     /// <summary>One migration within a repeat.</summary>
@@ -64,6 +71,15 @@ internal static class StreamBenchmark
         public double RawTcpBytesPerSecond { get; init; }
         public double Ratio { get; init; }
         public double Round1Ratio { get; init; }
+
+        /// <summary>Fresh-memory baseline of the same install backend: plain for copy, uffd for uffd.</summary>
+        public string FreshMemoryVariant { get; init; } = "";
+
+        /// <summary>Mean of the repeat's raw TCP into fresh memory runs of <see cref="FreshMemoryVariant"/>.</summary>
+        public double FreshMemoryBytesPerSecond { get; init; }
+
+        /// <summary>Migration GB/s ÷ <see cref="FreshMemoryBytesPerSecond"/>.</summary>
+        public double FreshMemoryRatio { get; init; }
         public double DestinationFaultsPerPage { get; init; }
         public string LoadAverage { get; init; } = "";
         public LoopbackMigration.SideCosts Sides { get; init; } = new();
@@ -80,6 +96,15 @@ internal static class StreamBenchmark
 
         /// <summary>Mean of this repeat's raw TCP rates: the baseline every migration of the repeat is divided by.</summary>
         public double RawTcpBytesPerSecond { get; init; }
+
+        /// <summary>Raw TCP into fresh memory, each variant after each migration (order alternating).</summary>
+        public IReadOnlyList<RawTcpIntoFreshMemory.Result> FreshMemory { get; init; } = [];
+
+        /// <summary>Mean of this repeat's plain fresh-memory rates: the baseline of its copy migrations.</summary>
+        public double FreshPlainBytesPerSecond { get; init; }
+
+        /// <summary>Mean of this repeat's uffd fresh-memory rates: the baseline of its uffd migrations.</summary>
+        public double FreshUffdBytesPerSecond { get; init; }
         public string LoadAverage { get; init; } = "";
         public MemcpyProbe.Result? Probe { get; init; }
         public IReadOnlyList<Migration> Migrations { get; init; } = [];
@@ -100,6 +125,12 @@ internal static class StreamBenchmark
         };
         string? outPath = args.String("out");
         args.RejectUnknown();
+        string? uffdSkipped = RawTcpIntoFreshMemory.UffdUnavailableReason();
+        settings = settings with
+        {
+            FreshMemoryVariants = uffdSkipped is null ? [RawTcpIntoFreshMemory.Plain, RawTcpIntoFreshMemory.Uffd] : [RawTcpIntoFreshMemory.Plain],
+            FreshMemoryUffdSkipped = uffdSkipped,
+        };
 
         var env = BenchEnvironment.Capture();
         DateTimeOffset startedAt = DateTimeOffset.Now;
@@ -111,6 +142,8 @@ internal static class StreamBenchmark
                           "at the destination (the agent's settings), the same for raw TCP");
         Console.WriteLine($"- repeats: {settings.Repeats}; warm-up: {(settings.Warmup ? $"one {Mib(WarmupMemory)} MiB migration per backend + raw TCP before timing" : "none")}; " +
                           $"page copy probe: {(settings.Probe ? "yes" : "no (--no-probe)")}");
+        Console.WriteLine($"- raw TCP into fresh memory after each migration: {string.Join(", ", settings.FreshMemoryVariants)}" +
+                          (uffdSkipped is null ? "" : $" (uffd skipped: {uffdSkipped})"));
         Console.WriteLine();
 
         if (settings.Warmup)
@@ -131,6 +164,10 @@ internal static class StreamBenchmark
                 }
             }
             RawTcp.Measure(WarmupMemory, TcpTimeout);
+            foreach (string variant in settings.FreshMemoryVariants)
+            {
+                RawTcpIntoFreshMemory.Measure(variant, WarmupMemory, WarmupMemory, TcpTimeout);
+            }
             Progress($"warm-up done in {Stopwatch.GetElapsedTime(w0).TotalSeconds:0.0} s");
         }
 
@@ -190,6 +227,7 @@ internal static class StreamBenchmark
         var order = Enumerable.Range(0, installs.Count).Select(i => installs[(i + repeat - 1) % installs.Count]).ToList();
         var reports = new List<(PageInstallChoice Install, int Position, LoopbackMigration.Result Result, string Load)>();
         var tcp = new List<RawTcp.Result>();
+        var fresh = new List<RawTcpIntoFreshMemory.Result>();
         for (int i = 0; i < order.Count; i++)
         {
             if (vm.State == VmRunState.Paused)
@@ -205,8 +243,17 @@ internal static class StreamBenchmark
             Progress($"repeat {repeat}: {BenchArgs.Name(order[i])} → backend {m.Report.PageInstall.Backend}: {Gbs(m.Report.Pages.WireBytes / (m.Report.Timing.TotalMs / 1000))} GB/s; raw TCP over {m.Report.Pages.WireBytes} bytes");
             tcp.Add(RawTcp.Measure(m.Report.Pages.WireBytes, TcpTimeout));
             Progress($"repeat {repeat}: raw TCP {Gbs(tcp[^1].BytesPerSecond)} GB/s");
+            // Alternate which variant goes first, so neither always follows the raw TCP run.
+            int nv = s.FreshMemoryVariants.Count;
+            foreach (string variant in Enumerable.Range(0, nv).Select(k => s.FreshMemoryVariants[(k + i + repeat - 1) % nv]))
+            {
+                fresh.Add(RawTcpIntoFreshMemory.Measure(variant, m.Report.Pages.WireBytes, vm.Memory.SizeBytes, TcpTimeout));
+                Progress($"repeat {repeat}: raw TCP into fresh memory ({variant}) {Gbs(fresh[^1].BytesPerSecond)} GB/s");
+            }
         }
         double rawBps = tcp.Average(t => t.BytesPerSecond);
+        double freshPlain = FreshMean(fresh, RawTcpIntoFreshMemory.Plain);
+        double freshUffd = FreshMean(fresh, RawTcpIntoFreshMemory.Uffd);
 
         MemcpyProbe.Result? probe = null;
         if (s.Probe)
@@ -215,7 +262,7 @@ internal static class StreamBenchmark
             probe = MemcpyProbe.Measure(vm.Memory);
         }
 
-        var migrations = reports.Select(x => ToMigration(repeat, x.Install, x.Position, x.Result, rawBps, x.Load)).ToList();
+        var migrations = reports.Select(x => ToMigration(repeat, x.Install, x.Position, x.Result, rawBps, freshPlain, freshUffd, x.Load)).ToList();
         return new Repeat
         {
             Number = repeat,
@@ -223,19 +270,31 @@ internal static class StreamBenchmark
             WireBytes = migrations[0].WireBytes,
             RawTcp = tcp,
             RawTcpBytesPerSecond = rawBps,
+            FreshMemory = fresh,
+            FreshPlainBytesPerSecond = freshPlain,
+            FreshUffdBytesPerSecond = freshUffd,
             LoadAverage = load,
             Probe = probe,
             Migrations = migrations,
         };
     }
 
-    private static Migration ToMigration(int repeat, PageInstallChoice install, int position, LoopbackMigration.Result m, double rawBps, string load)
+    private static double FreshMean(List<RawTcpIntoFreshMemory.Result> runs, string variant)
+    {
+        var rates = runs.Where(f => f.Variant == variant).Select(f => f.BytesPerSecond).ToList();
+        return rates.Count > 0 ? rates.Average() : double.NaN;
+    }
+
+    private static Migration ToMigration(int repeat, PageInstallChoice install, int position, LoopbackMigration.Result m, double rawBps,
+        double freshPlain, double freshUffd, string load)
     {
         MigrationReport rep = m.Report;
         RoundRecord? round1 = rep.Rounds.FirstOrDefault(x => x.Round == 1 && x.Kind == "live");
         long wire = rep.Pages.WireBytes;
         double bps = wire / (rep.Timing.TotalMs / 1000);
         double r1 = round1 is { DurationMs: > 0 } ? round1.WireBytes / (round1.DurationMs / 1000) : double.NaN;
+        bool uffd = rep.PageInstall.Backend == "uffd";
+        double freshBps = uffd ? freshUffd : freshPlain;
         return new Migration
         {
             Repeat = repeat,
@@ -264,6 +323,9 @@ internal static class StreamBenchmark
             RawTcpBytesPerSecond = rawBps,
             Ratio = bps / rawBps,
             Round1Ratio = r1 / rawBps,
+            FreshMemoryVariant = uffd ? RawTcpIntoFreshMemory.Uffd : RawTcpIntoFreshMemory.Plain,
+            FreshMemoryBytesPerSecond = freshBps,
+            FreshMemoryRatio = bps / freshBps,
             DestinationFaultsPerPage = rep.Pages.Sent > 0 ? m.Sides.DestinationMinorFaults / (double)rep.Pages.Sent : double.NaN,
             LoadAverage = load,
             Sides = m.Sides,
@@ -287,6 +349,17 @@ internal static class StreamBenchmark
         public double RatioMin { get; init; }
         public double RatioMax { get; init; }
         public double Round1Ratio { get; init; }
+
+        /// <summary>Fresh-memory variant(s) the migrations were held against (plain for copy, uffd for uffd).</summary>
+        public string FreshMemoryVariants { get; init; } = "";
+
+        /// <summary>Median over the migrations of their repeat's fresh-memory baseline.</summary>
+        public double FreshMemoryBytesPerSecond { get; init; }
+
+        /// <summary>Median of migration GB/s ÷ fresh-memory baseline GB/s.</summary>
+        public double FreshMemoryRatio { get; init; }
+        public double FreshMemoryRatioMin { get; init; }
+        public double FreshMemoryRatioMax { get; init; }
         public double MigrationSeconds { get; init; }
         public double Round1Seconds { get; init; }
         public double PreparationMinusRound1Ms { get; init; }
@@ -331,6 +404,11 @@ internal static class StreamBenchmark
             RatioMin = Stats.Min(ms.Select(m => m.Ratio)),
             RatioMax = Stats.Max(ms.Select(m => m.Ratio)),
             Round1Ratio = Stats.Median(ms.Select(m => m.Round1Ratio)),
+            FreshMemoryVariants = string.Join(", ", ms.Select(m => m.FreshMemoryVariant).Distinct()),
+            FreshMemoryBytesPerSecond = Stats.Median(ms.Select(m => m.FreshMemoryBytesPerSecond)),
+            FreshMemoryRatio = Stats.Median(ms.Select(m => m.FreshMemoryRatio)),
+            FreshMemoryRatioMin = Stats.Min(ms.Select(m => m.FreshMemoryRatio)),
+            FreshMemoryRatioMax = Stats.Max(ms.Select(m => m.FreshMemoryRatio)),
             MigrationSeconds = Stats.Median(ms.Select(m => m.MigrationMs / 1000)),
             Round1Seconds = Stats.Median(ms.Select(m => m.Round1Ms / 1000)),
             PreparationMinusRound1Ms = Stats.Median(ms.Select(m => m.PreparationMs - m.Round1Ms)),
@@ -352,28 +430,74 @@ internal static class StreamBenchmark
         };
     }
 
+    /// <summary>The raw TCP into fresh memory runs, one line per run, then the medians per variant.</summary>
+    private static void PrintFreshMemory(List<Repeat> repeats, Settings s)
+    {
+        var runs = new MarkdownTable("repeat", "variant", "GB/s", "s", "sender user / sys s", "receiver user / sys s", "receiver faults / page",
+            "receiver in recv / in UFFDIO_COPY s", "setup / free ms", "load avg");
+        foreach (string variant in s.FreshMemoryVariants)
+        {
+            foreach (Repeat r in repeats)
+            {
+                foreach (RawTcpIntoFreshMemory.Result f in r.FreshMemory.Where(f => f.Variant == variant))
+                {
+                    runs.Add(r.Number.ToString(CultureInfo.InvariantCulture), f.Variant, Gbs(f.BytesPerSecond), F(f.Seconds),
+                        $"{F(f.Sender.UserSeconds)} / {F(f.Sender.SystemSeconds)}", $"{F(f.Receiver.UserSeconds)} / {F(f.Receiver.SystemSeconds)}",
+                        F(f.ReceiverFaultsPerPage), $"{F(f.ReceiverInRecvSeconds)} / {F(f.ReceiverInCopySeconds)}",
+                        $"{f.SetupMs:0.0} / {f.FreeMs:0}", f.LoadAverage);
+                }
+            }
+        }
+        Console.WriteLine("Raw TCP into fresh memory (same byte count, same socket settings; the receiver lands the first guest-size bytes in a new " +
+                          $"anonymous mapping of the guest's size, freed after each run; plain: recv into the mapping; uffd: recv into a {PageInstaller.RunPages}-page " +
+                          "staging buffer, one UFFDIO_COPY per run into the MISSING-registered mapping):");
+        Console.WriteLine();
+        Console.WriteLine(runs);
+
+        var med = new MarkdownTable("variant", "runs", "GB/s median (min–max)", "sender user + sys s", "receiver user + sys s", "receiver faults / page",
+            "CPU of both threads s");
+        foreach (string variant in s.FreshMemoryVariants)
+        {
+            var fs = repeats.SelectMany(r => r.FreshMemory).Where(f => f.Variant == variant).ToList();
+            med.Add(variant, fs.Count.ToString(CultureInfo.InvariantCulture),
+                $"{Gbs(Stats.Median(fs.Select(f => f.BytesPerSecond)))} ({Gbs(Stats.Min(fs.Select(f => f.BytesPerSecond)))}–{Gbs(Stats.Max(fs.Select(f => f.BytesPerSecond)))})",
+                F(Stats.Median(fs.Select(f => f.Sender.UserSeconds + f.Sender.SystemSeconds))),
+                F(Stats.Median(fs.Select(f => f.Receiver.UserSeconds + f.Receiver.SystemSeconds))),
+                F(Stats.Median(fs.Select(f => f.ReceiverFaultsPerPage))), F(Stats.Median(fs.Select(f => f.CpuSeconds))));
+        }
+        if (s.FreshMemoryUffdSkipped is not null)
+        {
+            med.Add(RawTcpIntoFreshMemory.Uffd, "0", $"skipped: {s.FreshMemoryUffdSkipped}", "", "", "", "");
+        }
+        Console.WriteLine("Raw TCP into fresh memory, medians over all runs:");
+        Console.WriteLine();
+        Console.WriteLine(med);
+    }
+
     private static void Print(List<Repeat> repeats, List<Summary> summaries, Settings s)
     {
         var t = new MarkdownTable("repeat", "--page-install → backend", "dirty log", "wire MiB", "migration s", "migration GB/s", "round 1 GB/s",
-            "raw TCP GB/s", "ratio", "ratio (round 1)", "prep − round 1 ms", "downtime ms", "load avg");
+            "raw TCP GB/s", "ratio", "fresh-memory GB/s", "ratio to fresh", "ratio (round 1)", "prep − round 1 ms", "downtime ms", "load avg");
         foreach (string install in s.PageInstall)
         {
             foreach (Migration m in repeats.SelectMany(r => r.Migrations).Where(m => m.PageInstallRequested == install))
             {
                 t.Add($"{m.Repeat} ({m.PositionInRepeat}.)", $"{m.PageInstallRequested} → {m.PageInstallBackend}", m.DirtyLogBackend, Mib(m.WireBytes),
                     F(m.MigrationMs / 1000), Gbs(m.MigrationBytesPerSecond), Gbs(m.Round1BytesPerSecond), Gbs(m.RawTcpBytesPerSecond),
-                    F(m.Ratio), F(m.Round1Ratio), (m.PreparationMs - m.Round1Ms).ToString("0", CultureInfo.InvariantCulture),
+                    F(m.Ratio), $"{Gbs(m.FreshMemoryBytesPerSecond)} ({m.FreshMemoryVariant})", F(m.FreshMemoryRatio), F(m.Round1Ratio), (m.PreparationMs - m.Round1Ms).ToString("0", CultureInfo.InvariantCulture),
                     m.DowntimeMs.ToString("0.0", CultureInfo.InvariantCulture), m.LoadAverage);
             }
             Summary x = summaries.Single(z => z.PageInstallRequested == install);
             t.Add("**median**", $"{x.PageInstallRequested} → {x.PageInstallBackends}", x.DirtyLogBackends, Mib(repeats[0].WireBytes), F(x.MigrationSeconds),
-                Gbs(x.MigrationBytesPerSecond), Gbs(x.Round1BytesPerSecond), Gbs(x.RawTcpBytesPerSecond), $"**{F(x.Ratio)}**", F(x.Round1Ratio),
+                Gbs(x.MigrationBytesPerSecond), Gbs(x.Round1BytesPerSecond), Gbs(x.RawTcpBytesPerSecond), $"**{F(x.Ratio)}**",
+                $"{Gbs(x.FreshMemoryBytesPerSecond)} ({x.FreshMemoryVariants})", $"**{F(x.FreshMemoryRatio)}**", F(x.Round1Ratio),
                 x.PreparationMinusRound1Ms.ToString("0", CultureInfo.InvariantCulture), x.DowntimeMs.ToString("0.0", CultureInfo.InvariantCulture), "");
         }
         Console.WriteLine(t);
         Console.WriteLine("GB = 10^9 bytes. Migration GB/s = wire bytes ÷ the report's total time (offer → resume acknowledged); round 1 GB/s = round-1 wire " +
                           "bytes ÷ round-1 time at the source. Raw TCP GB/s = mean of the repeat's raw TCP runs (one after each migration, same byte count); " +
-                          "ratio = migration GB/s ÷ that. \"prep − round 1\" = preparation − round 1 at the source: offer round trip, harvest, policy and " +
+                          "ratio = migration GB/s ÷ that. Fresh-memory GB/s = mean of the repeat's raw TCP into fresh memory runs of the same " +
+                          "install backend (plain for copy, uffd for uffd); ratio to fresh = migration GB/s ÷ that. \"prep − round 1\" = preparation − round 1 at the source: offer round trip, harvest, policy and " +
                           "the wait for the destination's round acknowledgement (the drain). (n.) = position of the migration within its repeat.");
         Console.WriteLine();
         Console.WriteLine("Backends, as the reports name them: " + string.Join("; ", repeats.SelectMany(r => r.Migrations)
@@ -410,6 +534,7 @@ internal static class StreamBenchmark
         Console.WriteLine("Raw TCP runs (same byte count as the migration, same socket settings):");
         Console.WriteLine();
         Console.WriteLine(raw);
+        PrintFreshMemory(repeats, s);
 
         List<MemcpyProbe.Result> probes = repeats.Where(r => r.Probe is not null).Select(r => r.Probe!).ToList();
         if (probes.Count > 0)
@@ -441,7 +566,9 @@ internal static class StreamBenchmark
                               $"Source blocked in writes {P(x.SourceBlockedShare)} of its thread time; destination user / sys {F(x.DestinationUserSeconds)} / " +
                               $"{F(x.DestinationSystemSeconds)} s of {F(x.DestinationThreadSeconds)} s, {F(x.DestinationFaultsPerPage)} faults per page, " +
                               $"blocked in reads {P(x.DestinationBlockedInReadShare)}. CPU of the two migration threads {F(x.MigrationCpuSeconds)} s " +
-                              $"against {F(x.RawTcpCpuSeconds)} s for raw TCP's two threads over the same bytes ({F(x.MigrationCpuSeconds / x.RawTcpCpuSeconds)}×).");
+                              $"against {F(x.RawTcpCpuSeconds)} s for raw TCP's two threads over the same bytes ({F(x.MigrationCpuSeconds / x.RawTcpCpuSeconds)}×). " +
+                              $"Against raw TCP into fresh memory ({x.FreshMemoryVariants}, {Gbs(x.FreshMemoryBytesPerSecond)} GB/s): ratio {F(x.FreshMemoryRatio)} " +
+                              $"(repeats {F(x.FreshMemoryRatioMin)}–{F(x.FreshMemoryRatioMax)}).");
         }
         if (probes.Count > 0)
         {
