@@ -8,6 +8,7 @@ using Ferry.Engine;
 using Ferry.Engine.Destination;
 using Ferry.Engine.Source;
 using Ferry.Protocol.Handshake;
+using Ferry.Transport;
 using Ferry.Vm.Machine;
 using Ferry.Vm.Tracking;
 
@@ -57,28 +58,11 @@ internal static class LoopbackMigration
     /// <summary>SO_RCVBUF the agent sets on an accepted migration socket (MigrationListener.AcceptLoop).</summary>
     public const int DestinationReceiveBuffer = 4 << 20;
 
-    /// <summary>A connected loopback pair with NoDelay and the agent's buffer sizes (raw TCP uses the same, so the two compare like for like).</summary>
-    public static (Socket Client, Socket Server) ConnectedPair()
-    {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
-        var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        try
-        {
-            client.Connect(listener.LocalEndPoint!);
-            client.SendBufferSize = SourceSendBuffer;
-            Socket server = listener.Accept();
-            server.NoDelay = true;
-            server.ReceiveBufferSize = DestinationReceiveBuffer;
-            return (client, server);
-        }
-        catch
-        {
-            client.Dispose();
-            throw;
-        }
-    }
+    /// <summary>The transport settings of these migrations: the agent's (Ferry.Transport's defaults), with a bench key.</summary>
+    public static readonly TransportOptions Transport = new() { Key = Key, SendBufferBytes = SourceSendBuffer, ReceiveBufferBytes = DestinationReceiveBuffer };
+
+    /// <summary>A connected loopback pair tuned as migration sockets are (Ferry.Transport), with no handshake: raw TCP uses it, so the two compare like for like.</summary>
+    public static (Socket Client, Socket Server) ConnectedPair() => LoopbackPair.OpenSockets(Transport);
 
     /// <summary>
     /// Migrates <paramref name="vm"/> (running) and returns the source's report. Bounded by <paramref name="timeout"/>.
@@ -91,12 +75,13 @@ internal static class LoopbackMigration
         var limits = new DestinationLimits { PageInstall = pageInstall };
         // As MigrationManager does: a forced kernel log the host cannot give fails here, before any connection.
         using IDirtyLog log = DirtyLogFactory.Create(vm.Memory, options.DirtyLog, workload: vm.Workload);
-        var (client, server) = ConnectedPair();
+        // Both ends authenticated by Ferry.Transport, as the agent's connector and listener do.
+        var (client, server) = LoopbackPair.Open(Transport);
         // As MigrationListener does once the handshake is done: a silent peer cannot hold the destination forever.
-        server.ReceiveTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
-        server.SendTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
-        var serverStream = new MeteredStream(new NetworkStream(server, ownsSocket: true));
-        var clientStream = new MeteredStream(new NetworkStream(client, ownsSocket: true));
+        server.Socket.ReceiveTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
+        server.Socket.SendTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
+        var serverStream = new MeteredStream(server.Stream);
+        var clientStream = new MeteredStream(client.Stream);
         VirtualMachine? received = null;
         Exception? destError = null;
         ThreadCpu destCpu = ThreadCpu.Zero;
@@ -108,7 +93,6 @@ internal static class LoopbackMigration
             long d0 = Stopwatch.GetTimestamp();
             try
             {
-                MigrationHandshake.RunServer(serverStream, Key);
                 received = new DestinationMigration(serverStream, HostIdentity.Local("127.0.0.1 (bench destination)"), limits)
                     .Run(cts.Token);
             }
@@ -122,6 +106,7 @@ internal static class LoopbackMigration
                 destCpu = ThreadCpu.Now() - cpu0;
                 destReadSeconds = serverStream.ReadSeconds;
                 serverStream.Dispose();
+                server.Dispose();
             }
         })
         { IsBackground = true, Name = "bench-destination" };
@@ -133,7 +118,6 @@ internal static class LoopbackMigration
         double srcSeconds;
         try
         {
-            MigrationHandshake.RunClient(clientStream, Key);
             var source = new SourceMigration(migrationId, vm, clientStream, options, log,
                 HostIdentity.Local("127.0.0.1 (bench source)"), HostIdentity.Local("127.0.0.1 (bench destination)"));
             // SourceMigration.Run closes the stream when it ends.
@@ -144,6 +128,7 @@ internal static class LoopbackMigration
             srcSeconds = Stopwatch.GetElapsedTime(s0).TotalSeconds;
             srcCpu = ThreadCpu.Now() - srcCpu0;
             clientStream.Dispose();
+            client.Dispose();
             if (!dest.Join(timeout))
             {
                 // Unblock the destination's read, then give it a last bounded chance.

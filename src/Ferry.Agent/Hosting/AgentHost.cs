@@ -68,7 +68,7 @@ public static class AgentHost
     public static async Task<string> StartAsync(WebApplication app, CancellationToken ct)
     {
         // Compile the migration path now rather than inside the first migration's downtime.
-        await Task.Run(MigrationWarmup.Run, ct).ConfigureAwait(false);
+        await Task.Run(() => MigrationWarmup.Run(app.Services.GetRequiredService<AgentOptions>().Tls), ct).ConfigureAwait(false);
         await app.StartAsync(ct).ConfigureAwait(false);
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
         string api = addresses.First().Replace("[::]", "127.0.0.1", StringComparison.Ordinal);

@@ -15,6 +15,12 @@ public sealed record AgentOptions
 
     public required ClusterKey Key { get; init; }
 
+    /// <summary>TLS for migration connections, both ways (null: plain TCP).</summary>
+    public Transport.TlsOptions? Tls { get; init; }
+
+    /// <summary>How this agent's migration connections are opened and checked (Ferry.Transport).</summary>
+    public Transport.TransportOptions Transport => new() { Key = Key, Tls = Tls };
+
     public long MaxVmMemoryBytes { get; init; } = DefaultMaxVmMemory;
 
     /// <summary>How incoming pages are installed.</summary>

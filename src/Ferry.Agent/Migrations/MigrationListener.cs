@@ -1,27 +1,25 @@
 using System.Collections.Concurrent;
-using System.Net;
-using System.Net.Sockets;
 using Ferry.Agent.Api;
 using Ferry.Agent.Hosting;
 using Ferry.Agent.Vms;
 using Ferry.Engine;
 using Ferry.Engine.Destination;
 using Ferry.Protocol;
-using Ferry.Protocol.Handshake;
+using Ferry.Transport;
 using Ferry.Vm.Machine;
 using Microsoft.Extensions.Logging;
 
 namespace Ferry.Agent.Migrations;
 
 /// <summary>
-/// Accepts incoming migrations. Each connection must complete the key handshake within
-/// <see cref="HandshakeTimeout"/>; then a destination session receives the VM on its own thread.
-/// A failed or refused migration leaves nothing behind.
+/// Accepts incoming migrations through Ferry.Transport's <see cref="MigrationServer"/>: each
+/// connection is tuned, secured (TLS when configured) and must prove it holds the cluster key within
+/// the handshake timeout; then a destination session receives the VM on the connection's own
+/// thread. A failed or refused migration leaves nothing behind.
 /// </summary>
 public sealed class MigrationListener : IDisposable
 {
-    private static readonly TimeSpan HandshakeTimeout = TimeSpan.FromSeconds(10);
-    private readonly Socket _listener;
+    private readonly MigrationServer _server;
     private readonly VmRegistry _vms;
     private readonly AgentOptions _options;
 
@@ -30,14 +28,15 @@ public sealed class MigrationListener : IDisposable
     private readonly ILogger _logger;
     private readonly AgentEndpoints _endpoints;
     private readonly CancellationTokenSource _stop = new();
+    private readonly ConcurrentDictionary<string, Incoming> _byRemote = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<int, Incoming> _incoming = new();
-    private readonly Thread _acceptThread;
     private int _nextId;
 
     private sealed class Incoming
     {
-        public required string Remote { get; init; }
         private volatile int _state;
+
+        public required string Remote { get; init; }
 
         public IncomingState State
         {
@@ -47,8 +46,6 @@ public sealed class MigrationListener : IDisposable
 
         public DestinationMigration? Session;
         public string? Error;
-        public Socket? Socket;
-        public Thread? Thread;
     }
 
     public MigrationListener(VmRegistry vms, AgentOptions options, ILogger<MigrationListener> logger, AgentEndpoints endpoints)
@@ -57,13 +54,8 @@ public sealed class MigrationListener : IDisposable
         _options = options;
         _logger = logger;
         _endpoints = endpoints;
-        _listener = new Socket(options.MigrationEndpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        _listener.Bind(options.MigrationEndpoint);
-        _listener.Listen(16);
-        var bound = (IPEndPoint)_listener.LocalEndPoint!;
-        endpoints.Migration = bound.ToString();
-        _acceptThread = new Thread(AcceptLoop) { IsBackground = true, Name = "ferry-migration-accept" };
-        _acceptThread.Start();
+        _server = new MigrationServer(options.MigrationEndpoint, options.Transport, Receive, Refused, Connected);
+        endpoints.Migration = _server.Endpoint.ToString();
     }
 
     public IEnumerable<IncomingView> List() => _incoming.OrderBy(kv => kv.Key).Select(kv => new IncomingView
@@ -77,53 +69,31 @@ public sealed class MigrationListener : IDisposable
         Error = kv.Value.Error,
     });
 
-    private void AcceptLoop()
+    private void Connected(string remote, System.Net.Sockets.Socket socket)
     {
-        while (!_stop.IsCancellationRequested)
-        {
-            Socket socket;
-            try
-            {
-                socket = _listener.Accept();
-            }
-            catch (Exception) when (_stop.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (SocketException)
-            {
-                continue;
-            }
-            socket.NoDelay = true;
-            socket.ReceiveBufferSize = 4 << 20;
-            var incoming = new Incoming { Remote = socket.RemoteEndPoint?.ToString() ?? "?", Socket = socket };
-            int id = Interlocked.Increment(ref _nextId);
-            _incoming[id] = incoming;
-            incoming.Thread = new Thread(() => Receive(incoming)) { IsBackground = true, Name = "ferry-incoming-" + id };
-            incoming.Thread.Start();
-        }
+        var incoming = new Incoming { Remote = remote };
+        _byRemote[remote] = incoming;
+        _incoming[Interlocked.Increment(ref _nextId)] = incoming;
     }
 
-    private void Receive(Incoming incoming)
+    private Incoming For(string remote) => _byRemote.TryGetValue(remote, out var i) ? i : new Incoming { Remote = remote };
+
+    private void Refused(string remote, string reason)
     {
-        Socket socket = incoming.Socket!;
-        var stream = new NetworkStream(socket, ownsSocket: true);
+        Incoming incoming = For(remote);
+        incoming.State = IncomingState.Refused;
+        incoming.Error = reason;
+        _byRemote.TryRemove(remote, out _);
+        Log.MigrationRefused(_logger, remote, reason);
+    }
+
+    private void Receive(MigrationConnection connection)
+    {
+        Incoming incoming = For(connection.Remote);
+        _byRemote.TryRemove(connection.Remote, out _);
         bool handedOver = false;
         try
         {
-            socket.ReceiveTimeout = (int)HandshakeTimeout.TotalMilliseconds;
-            socket.SendTimeout = (int)HandshakeTimeout.TotalMilliseconds;
-            try
-            {
-                MigrationHandshake.RunServer(stream, _options.Key);
-            }
-            catch (Exception ex) when (ex is ProtocolException or IOException)
-            {
-                incoming.State = IncomingState.Refused;
-                incoming.Error = ex is IOException ? "no handshake within " + HandshakeTimeout.TotalSeconds + " s" : ex.Message;
-                Log.MigrationRefused(_logger, incoming.Remote, incoming.Error);
-                return;
-            }
             var limits = new DestinationLimits
             {
                 MaxMemoryBytes = _options.MaxVmMemoryBytes,
@@ -131,10 +101,11 @@ public sealed class MigrationListener : IDisposable
                 PostCopyRecovery = _recovery,
                 RecoveryTimeout = _options.PostCopyPauseLimit,
             };
-            socket.ReceiveTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
-            socket.SendTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
+            // A silent peer must not hold guest RAM here forever.
+            connection.Socket.ReceiveTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
+            connection.Socket.SendTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
             incoming.State = IncomingState.Receiving;
-            var session = new DestinationMigration(stream, HostIdentity.Local(_endpoints.Api), limits, offer =>
+            var session = new DestinationMigration(connection.Stream, HostIdentity.Local(_endpoints.Api), limits, offer =>
             {
                 Log.IncomingStarted(_logger, offer.VmId, offer.MigrationId, incoming.Remote);
                 return _vms.Contains(offer.VmId) ? $"a VM with id '{offer.VmId}' already runs on this agent" : null;
@@ -174,7 +145,7 @@ public sealed class MigrationListener : IDisposable
         {
             if (!handedOver)
             {
-                stream.Dispose();
+                connection.Dispose();
             }
         }
     }
@@ -182,20 +153,7 @@ public sealed class MigrationListener : IDisposable
     public void Dispose()
     {
         _stop.Cancel();
-        _listener.Dispose();
-        foreach (var i in _incoming.Values)
-        {
-            try
-            {
-                i.Socket?.Shutdown(SocketShutdown.Both);
-            }
-            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-            {
-                // Already closed.
-            }
-            i.Thread?.Join(TimeSpan.FromSeconds(5));
-        }
-        _acceptThread.Join(TimeSpan.FromSeconds(5));
+        _server.Dispose();
         _stop.Dispose();
     }
 }

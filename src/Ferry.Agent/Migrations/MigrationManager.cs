@@ -9,7 +9,7 @@ using Ferry.Core.Migration;
 using Ferry.Engine;
 using Ferry.Engine.Source;
 using Ferry.Protocol;
-using Ferry.Protocol.Handshake;
+using Ferry.Transport;
 using Ferry.Vm.Machine;
 using Ferry.Vm.Tracking;
 using Ferry.Core.Tracking;
@@ -23,7 +23,6 @@ namespace Ferry.Agent.Migrations;
 /// </summary>
 public sealed class MigrationManager : IDisposable
 {
-    private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);
     private readonly ConcurrentDictionary<string, OutgoingMigration> _jobs = new(StringComparer.Ordinal);
     private readonly VmRegistry _vms;
     private readonly AgentOptions _options;
@@ -117,37 +116,20 @@ public sealed class MigrationManager : IDisposable
 
     private void Run(OutgoingMigration job, VirtualMachine vm, Uri target, IPEndPoint? via, MigrationOptions options)
     {
-        Stream? stream = null;
+        MigrationConnection? connection = null;
         try
         {
             IPEndPoint migrationEndpoint = via ?? ResolveMigrationEndpoint(target, job.Cancel.Token);
             // A forced kernel log the host cannot give fails here, before anything touches the VM.
             using IDirtyLog dirtyLog = DirtyLogFactory.Create(vm.Memory, options.DirtyLog, workload: vm.Workload);
-            stream = Connect(migrationEndpoint, job.Cancel.Token);
-            MigrationHandshake.RunClient(stream, _options.Key);
+            // Every connection of this migration (the first, page connections, reconnections after a post-copy break) comes from here.
+            var links = new TcpSourceLinks(migrationEndpoint, _options.Transport);
+            connection = MigrationConnector.Connect(migrationEndpoint, _options.Transport, job.Cancel.Token);
             job.State = OutgoingState.Running;
-            // After a post-copy switchover a broken link is retried over a new authenticated connection to the same listener.
-            Stream Reconnect(CancellationToken ct)
-            {
-                Stream again = Connect(migrationEndpoint, ct);
-                try
-                {
-                    // A listener that accepts but never answers must cost one attempt, not the whole pause.
-                    again.ReadTimeout = (int)ConnectTimeout.TotalMilliseconds;
-                    MigrationHandshake.RunClient(again, _options.Key);
-                    again.ReadTimeout = Timeout.Infinite;
-                    return again;
-                }
-                catch
-                {
-                    again.Dispose();
-                    throw;
-                }
-            }
-            var session = new SourceMigration(job.Id, vm, stream, options, dirtyLog,
-                HostIdentity.Local(_selfEndpoint()), HostIdentity.Local(job.Target) with { HostName = "", Endpoint = job.Target }, Reconnect, LinkDelivery);
+            var session = new SourceMigration(job.Id, vm, links.Adopt(connection), options, dirtyLog,
+                HostIdentity.Local(_selfEndpoint()), HostIdentity.Local(job.Target) with { HostName = "", Endpoint = job.Target }, links);
             job.Session = session;
-            stream = null; // the session owns and closes it
+            connection = null; // the session owns and closes it
             SourceResult result = session.Run(job.Cancel.Token);
             job.Report = result.Report;
             job.Error = result.Report.Error;
@@ -175,7 +157,7 @@ public sealed class MigrationManager : IDisposable
         catch (Exception ex)
         {
             // Failed before the session started: the VM was never touched.
-            stream?.Dispose();
+            connection?.Dispose();
             job.Error = job.Cancel.IsCancellationRequested ? "cancelled by request" : Describe(ex);
             job.State = job.Cancel.IsCancellationRequested ? OutgoingState.Cancelled : OutgoingState.Failed;
             _vms.EndMigration(vm.Id, $"last migration {job.State.ToWire()}: {job.Error}");
@@ -186,6 +168,7 @@ public sealed class MigrationManager : IDisposable
     private static string Describe(Exception ex) => ex switch
     {
         ProtocolException p => $"handshake with destination failed: {p.Message}",
+        TransportException t => t.Message,
         PlatformNotSupportedException pns => pns.Message,
         SocketException s => $"cannot connect to destination: {s.Message}",
         _ => ex.Message,
@@ -200,57 +183,6 @@ public sealed class MigrationManager : IDisposable
             throw new InvalidOperationException($"destination reports an unusable migration endpoint '{info.MigrationEndpoint}'");
         }
         return ep;
-    }
-
-    internal static Stream Connect(IPEndPoint endpoint, CancellationToken ct)
-    {
-        var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        try
-        {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            timeout.CancelAfter(ConnectTimeout);
-            socket.ConnectAsync(endpoint, timeout.Token).AsTask().GetAwaiter().GetResult();
-            socket.SendBufferSize = 4 << 20;
-            LimitUnsentBytes(socket);
-            return new NetworkStream(socket, ownsSocket: true);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-    }
-
-    /// <summary>How much the migration connection has delivered, from TCP itself (null for anything but a TCP stream).</summary>
-    internal static Core.Pacing.LinkDelivery? LinkDelivery(Stream stream) =>
-        stream is NetworkStream { Socket: { } socket } && Native.Linux.TcpDelivery.TryReadBytesAcked(socket, out ulong acked)
-            ? new Core.Pacing.LinkDelivery(acked)
-            : null;
-
-    /// <summary>
-    /// Bytes the kernel may hold for this socket that it has not sent yet. Without a cap the 4 MiB
-    /// send buffer fills with pushed pages on a link slower than the sender, and a post-copy page
-    /// answer — sent first by the source — still waits behind all of it (50 ms p50 measured on a
-    /// 1 Gbit/s shaped link, bench/netns). With TCP_NOTSENT_LOWAT a write blocks instead while more
-    /// than this is unsent, so the application's priority order reaches the wire.
-    /// </summary>
-    internal const int UnsentBytesLimit = 128 << 10;
-
-    private static void LimitUnsentBytes(Socket socket)
-    {
-        if (!OperatingSystem.IsLinux())
-        {
-            return;
-        }
-        const int IpProtoTcp = 6, TcpNotSentLowat = 25;
-        try
-        {
-            socket.SetRawSocketOption(IpProtoTcp, TcpNotSentLowat, BitConverter.GetBytes(UnsentBytesLimit));
-        }
-        catch (SocketException)
-        {
-            // An older kernel without the option: migration works, page answers just queue longer.
-        }
     }
 
     public void Dispose()

@@ -38,8 +38,7 @@ public sealed class SourceMigration : IBatchGate
     private readonly IDirtyLog _dirtyLog;
     private readonly HostInfo _sourceHost;
     private readonly HostInfo _destinationEndpoint;
-    private readonly Func<CancellationToken, Stream>? _reconnect;
-    private readonly Func<Stream, Core.Pacing.LinkDelivery?>? _linkDelivery;
+    private readonly ISourceLinks? _links;
     private readonly TimeProvider _time;
     private readonly long _epoch;
     private readonly SourceInbox _inbox = new();
@@ -70,8 +69,7 @@ public sealed class SourceMigration : IBatchGate
         IDirtyLog dirtyLog,
         HostInfo sourceHost,
         HostInfo destinationEndpoint,
-        Func<CancellationToken, Stream>? reconnect = null,
-        Func<Stream, Core.Pacing.LinkDelivery?>? linkDelivery = null,
+        ISourceLinks? links = null,
         TimeProvider? timeProvider = null)
     {
         options.Validate();
@@ -82,10 +80,9 @@ public sealed class SourceMigration : IBatchGate
         _dirtyLog = dirtyLog;
         _sourceHost = sourceHost;
         _destinationEndpoint = destinationEndpoint;
-        // Post-copy recovery: opens a new authenticated connection to the same destination. Null = a broken link after switchover is final.
-        _reconnect = reconnect;
-        // Post-copy without a bandwidth limit: how much the link delivered (TCP's counter, from the agent). Null = never paced automatically.
-        _linkDelivery = linkDelivery;
+        // More connections to the same destination (post-copy recovery) and what the link delivered (automatic
+        // post-copy pacing). Null = a broken link after switchover is final, and post-copy is never paced automatically.
+        _links = links;
         _time = timeProvider ?? TimeProvider.System;
         _epoch = _time.GetTimestamp();
         _stream = authenticatedStream;
@@ -98,8 +95,8 @@ public sealed class SourceMigration : IBatchGate
             GuestPages = _memory.PageCount,
             MaxBatchFrameBytes = FrameHeader.Size + PageBatchCodec.MaxPayloadFor(PageBatchCodec.MaxPagesPerBatch),
             PushFrameBytes = FrameHeader.Size + PageBatchCodec.MaxPayloadFor(SourceMigrationMachine.PushBatchPages),
-            CanReconnect = reconnect is not null,
-            CanMeasureLink = linkDelivery is not null,
+            CanReconnect = links?.CanOpen == true,
+            CanMeasureLink = links is not null,
         };
     }
 
@@ -339,7 +336,7 @@ public sealed class SourceMigration : IBatchGate
                 m.HandleCommitSent(Now);
                 break;
             case SourceCommandKind.SampleLink:
-                m.HandleLinkSample(_linkDelivery?.Invoke(_stream), Now);
+                m.HandleLinkSample(_links?.Delivered(_stream), Now);
                 break;
             case SourceCommandKind.AnswerDemand:
                 AnswerDemand(m, command.Round);
@@ -587,7 +584,7 @@ public sealed class SourceMigration : IBatchGate
         var deferred = new List<SourceInput>();
         try
         {
-            stream = _reconnect!(_userToken);
+            stream = _links!.Open(_userToken);
             var writer = new FrameWriter(stream);
             link = new ReturnPath(stream, _memory.PageCount, _inbox, "ferry-return-path-recovered");
             writer.Write(FrameType.PostCopyResume, ControlJson.Encode(new PostCopyResume { MigrationId = _migrationId }));

@@ -27,21 +27,20 @@ public sealed class HandDrivenSourceTests
     /// <summary>A destination on its own thread, and the source end of its connection, authenticated.</summary>
     private sealed class Session : IDisposable
     {
-        private readonly NetworkStream _server;
+        private readonly Ferry.Transport.MigrationConnection _server;
+        private readonly Ferry.Transport.MigrationConnection _client;
         private readonly Task<(VirtualMachine? Vm, Exception? Error)> _destination;
 
         public Session(DestinationLimits? limits = null)
         {
-            var (client, server) = LoopbackMigration.ConnectedPair();
-            client.ReceiveTimeout = server.ReceiveTimeout = 20_000;
-            Client = new NetworkStream(client, ownsSocket: true);
-            _server = new NetworkStream(server, ownsSocket: true);
+            (_client, _server) = Ferry.Transport.LoopbackPair.Open(LoopbackMigration.Transport);
+            _client.Socket.ReceiveTimeout = _server.Socket.ReceiveTimeout = 20_000;
+            Client = _client.Stream;
             _destination = Task.Factory.StartNew(() =>
             {
                 try
                 {
-                    MigrationHandshake.RunServer(_server, LoopbackMigration.Key);
-                    var d = new DestinationMigration(_server, HostIdentity.Local("dest"), limits ?? new DestinationLimits());
+                    var d = new DestinationMigration(_server.Stream, HostIdentity.Local("dest"), limits ?? new DestinationLimits());
                     return ((VirtualMachine?)d.Run(CancellationToken.None), (Exception?)null);
                 }
                 catch (Exception ex)
@@ -53,12 +52,11 @@ public sealed class HandDrivenSourceTests
                     _server.Dispose();
                 }
             }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-            MigrationHandshake.RunClient(Client, LoopbackMigration.Key);
             Writer = new FrameWriter(Client);
             Reader = new FrameReader(Client);
         }
 
-        public NetworkStream Client { get; }
+        public Stream Client { get; }
 
         public FrameWriter Writer { get; }
 
@@ -90,7 +88,7 @@ public sealed class HandDrivenSourceTests
 
         public void Dispose()
         {
-            Client.Dispose();
+            _client.Dispose();
             if (_destination.Wait(Limit))
             {
                 _destination.Result.Vm?.Dispose();

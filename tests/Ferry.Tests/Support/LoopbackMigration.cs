@@ -1,23 +1,28 @@
 using System.Net;
 using System.Net.Sockets;
 using Ferry.Core.Migration;
+using Ferry.Core.Pacing;
 using Ferry.Core.Tracking;
 using Ferry.Engine;
 using Ferry.Engine.Destination;
 using Ferry.Engine.Source;
 using Ferry.Protocol.Handshake;
+using Ferry.Transport;
 using Ferry.Vm.Machine;
 using Ferry.Vm.Tracking;
 
 namespace Ferry.Tests.Support;
 
-/// <summary>Runs a real migration between two in-process endpoints over loopback TCP.</summary>
+/// <summary>Runs a real migration between two in-process endpoints over loopback TCP, connections set up by Ferry.Transport.</summary>
 internal static class LoopbackMigration
 {
     public static readonly ClusterKey Key = new("test-cluster-key-0123456789abcdef"u8);
 
+    public static readonly TransportOptions Transport = new() { Key = Key };
+
     public sealed record Outcome(SourceResult Source, VirtualMachine? Destination, Exception? DestinationError);
 
+    /// <summary>Two raw connected sockets (no handshake): for tests of the handshake itself.</summary>
     public static (Socket Client, Socket Server) ConnectedPair()
     {
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
@@ -30,27 +35,58 @@ internal static class LoopbackMigration
         return (client, server);
     }
 
+    /// <summary>
+    /// The source's way back to the destination in these tests: each new connection is a fresh
+    /// loopback pair whose server end goes to the destination's recovery registry, as an agent's
+    /// listener would hand it over; <c>linkDown</c> refuses connections while it holds.
+    /// </summary>
+    private sealed class Links(PostCopyRecoveryRegistry? registry, Func<bool>? linkDown, Func<Stream, Stream>? wrapReconnected,
+        Func<Stream, LinkDelivery?>? linkDelivery) : ISourceLinks
+    {
+        public bool CanOpen => registry is not null;
+
+        public Stream Open(CancellationToken ct)
+        {
+            if (registry is null || linkDown?.Invoke() == true)
+            {
+                throw new IOException("connection refused (test: link down)");
+            }
+            var (client, server) = LoopbackPair.Open(Transport);
+            new Thread(() =>
+            {
+                try
+                {
+                    registry.Accept(server.Stream);
+                }
+                catch (Exception)
+                {
+                    server.Dispose();
+                }
+            }) { IsBackground = true }.Start();
+            return wrapReconnected?.Invoke(client.Stream) ?? client.Stream;
+        }
+
+        public LinkDelivery? Delivered(Stream stream) => linkDelivery?.Invoke(stream);
+    }
+
     public static Outcome Run(VirtualMachine vm, MigrationOptions options, Func<Stream, Stream>? wrapSource = null, CancellationToken ct = default,
         DirtyLogChoice dirtyLog = DirtyLogChoice.Software, DestinationLimits? limits = null, Func<Stream, Stream>? wrapReconnected = null,
         PageInstallChoice? pageInstall = null, Func<bool>? linkDown = null, Action<SourceMigration>? onSource = null,
-        Func<Stream, Ferry.Core.Pacing.LinkDelivery?>? linkDelivery = null)
+        Func<Stream, LinkDelivery?>? linkDelivery = null)
     {
-        var (client, server) = ConnectedPair();
-        var serverStream = new NetworkStream(server, ownsSocket: true);
-        var clientStream = new NetworkStream(client, ownsSocket: true);
+        var (client, server) = LoopbackPair.Open(Transport);
         VirtualMachine? received = null;
         Exception? destError = null;
         var dest = new Thread(() =>
         {
             try
             {
-                MigrationHandshake.RunServer(serverStream, Key);
                 DestinationLimits destinationLimits = limits ?? new DestinationLimits();
                 if (pageInstall is { } install)
                 {
                     destinationLimits = destinationLimits with { PageInstall = install };
                 }
-                received = new DestinationMigration(serverStream, HostIdentity.Local("dest"), destinationLimits).Run(CancellationToken.None);
+                received = new DestinationMigration(server.Stream, HostIdentity.Local("dest"), destinationLimits).Run(CancellationToken.None);
             }
             catch (Exception ex)
             {
@@ -58,43 +94,18 @@ internal static class LoopbackMigration
             }
             finally
             {
-                serverStream.Dispose();
+                server.Dispose();
             }
         });
         dest.Start();
-        MigrationHandshake.RunClient(clientStream, Key);
-        Stream s = wrapSource?.Invoke(clientStream) ?? clientStream;
+        Stream s = wrapSource?.Invoke(client.Stream) ?? client.Stream;
         using var log = DirtyLogFactory.Create(vm.Memory, dirtyLog);
-        // With a recovery registry the source may reconnect after a post-copy link break: each new
-        // connection is handshaken and handed to the waiting destination, as an agent's listener would.
         PostCopyRecoveryRegistry? registry = limits?.PostCopyRecovery;
-        Func<CancellationToken, Stream>? reconnect = registry is null ? null : _ =>
-        {
-            if (linkDown?.Invoke() == true)
-            {
-                throw new IOException("connection refused (test: link down)");
-            }
-            var (c, sv) = ConnectedPair();
-            var server = new NetworkStream(sv, ownsSocket: true);
-            var client = new NetworkStream(c, ownsSocket: true);
-            new Thread(() =>
-            {
-                try
-                {
-                    MigrationHandshake.RunServer(server, Key);
-                    registry.Accept(server);
-                }
-                catch (Exception)
-                {
-                    server.Dispose();
-                }
-            }) { IsBackground = true }.Start();
-            MigrationHandshake.RunClient(client, Key);
-            return wrapReconnected?.Invoke(client) ?? client;
-        };
-        var source = new SourceMigration("m-test", vm, s, options, log, HostIdentity.Local("src"), HostIdentity.Local("dest"), reconnect, linkDelivery);
+        ISourceLinks? links = registry is null && linkDelivery is null ? null : new Links(registry, linkDown, wrapReconnected, linkDelivery);
+        var source = new SourceMigration("m-test", vm, s, options, log, HostIdentity.Local("src"), HostIdentity.Local("dest"), links);
         onSource?.Invoke(source);
         SourceResult result = source.Run(ct);
+        client.Dispose();
         Assert.True(dest.Join(TimeSpan.FromSeconds(60)), "destination thread did not finish within 60 s");
         return new Outcome(result, received, destError);
     }
