@@ -24,4 +24,7 @@ public sealed class ProtocolException : Exception
     }
 
     public ProtocolErrorKind Kind { get; }
+
+    /// <summary>For <see cref="ProtocolErrorKind.Truncated"/>: the stream ended cleanly between two frames (the peer closed it), not inside one.</summary>
+    public bool AtFrameBoundary { get; init; }
 }

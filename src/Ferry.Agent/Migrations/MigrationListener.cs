@@ -25,6 +25,9 @@ public sealed class MigrationListener : IDisposable
 
     /// <summary>Post-copies whose link broke wait here for their source to reconnect.</summary>
     private readonly PostCopyRecoveryRegistry _recovery = new();
+
+    /// <summary>Page connections of migrations under way arrive here.</summary>
+    private readonly PageChannelRegistry _pageChannels = new();
     private readonly ILogger _logger;
     private readonly AgentEndpoints _endpoints;
     private readonly CancellationTokenSource _stop = new();
@@ -37,6 +40,8 @@ public sealed class MigrationListener : IDisposable
         private volatile int _state;
 
         public required string Remote { get; init; }
+
+        public int Id { get; init; }
 
         public IncomingState State
         {
@@ -71,9 +76,9 @@ public sealed class MigrationListener : IDisposable
 
     private void Connected(string remote, System.Net.Sockets.Socket socket)
     {
-        var incoming = new Incoming { Remote = remote };
+        var incoming = new Incoming { Remote = remote, Id = Interlocked.Increment(ref _nextId) };
         _byRemote[remote] = incoming;
-        _incoming[Interlocked.Increment(ref _nextId)] = incoming;
+        _incoming[incoming.Id] = incoming;
     }
 
     private Incoming For(string remote) => _byRemote.TryGetValue(remote, out var i) ? i : new Incoming { Remote = remote };
@@ -100,6 +105,7 @@ public sealed class MigrationListener : IDisposable
                 PageInstall = _options.PageInstall,
                 PostCopyRecovery = _recovery,
                 RecoveryTimeout = _options.PostCopyPauseLimit,
+                PageChannels = _pageChannels,
             };
             // A silent peer must not hold guest RAM here forever.
             connection.Socket.ReceiveTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
@@ -114,8 +120,14 @@ public sealed class MigrationListener : IDisposable
             VirtualMachine? received = session.RunOrResume(_stop.Token);
             if (received is not { } vm)
             {
-                // A source came back for a post-copy whose link broke: that migration owns this connection now.
                 handedOver = true;
+                if (session.HandedOver == DestinationMigration.Handover.PageConnection)
+                {
+                    // Part of a migration already listed: not a migration of its own.
+                    _incoming.TryRemove(incoming.Id, out _);
+                    return;
+                }
+                // A source came back for a post-copy whose link broke: that migration owns this connection now.
                 incoming.State = IncomingState.ResumedPostCopy;
                 return;
             }

@@ -46,6 +46,17 @@ public sealed record MigrationOptions
     /// </summary>
     public TimeSpan PostCopyPauseLimit { get; init; } = DefaultPostCopyPauseLimit;
 
+    /// <summary>Most page connections a migration may use besides its control connection.</summary>
+    public const int MaxPageConnections = 8;
+
+    /// <summary>
+    /// Page connections besides the control connection (<c>--connections</c>): page batches are
+    /// spread over them, while offers, state, verdicts and post-copy's page requests and answers
+    /// keep the control connection to themselves (so a fault never queues behind pushed pages).
+    /// 0 = everything on the one connection. A driver that cannot open more connections uses 0.
+    /// </summary>
+    public int PageConnections { get; init; } = 2;
+
     /// <summary>How long to wait for the destination at switchover before giving up.</summary>
     public TimeSpan SwitchoverTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -79,6 +90,10 @@ public sealed record MigrationOptions
         if (PostCopyCompletionTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(PostCopyCompletionTimeout), "post-copy completion timeout must be positive");
+        }
+        if (PageConnections is < 0 or > MaxPageConnections)
+        {
+            throw new ArgumentOutOfRangeException(nameof(PageConnections), $"page connections must be 0 to {MaxPageConnections}");
         }
         if (MaxBandwidthBytesPerSecond < 0)
         {

@@ -73,6 +73,12 @@ public sealed record SettingsInfo
 
     /// <summary>Hybrid: pre-copy rounds before post-copy (null for other techniques).</summary>
     public int? HybridRounds { get; init; }
+
+    /// <summary>Page connections asked for (<c>--connections</c>).</summary>
+    public int PageConnections { get; init; }
+
+    /// <summary>Page connections the migration used besides its control connection (what the destination took; 0: one connection for everything).</summary>
+    public int PageConnectionsUsed { get; init; }
 }
 
 public sealed record TimingMetrics

@@ -74,6 +74,8 @@ public static class MigrationReportBuilder
                 MaxRamMultiple = pre.MaxRamMultiple,
                 TimeoutMs = pre.Timeout?.TotalMilliseconds,
                 HybridRounds = options.Technique == MigrationTechnique.Hybrid ? options.HybridRounds : null,
+                PageConnections = options.PageConnections,
+                PageConnectionsUsed = m.PageConnections,
             },
             Timing = Timing(m, totalMs),
             Pages = new PageMetrics

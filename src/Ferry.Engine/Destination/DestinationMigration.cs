@@ -34,6 +34,9 @@ public sealed record DestinationLimits
     /// agent sets its post-copy pause limit here, to match how long a source keeps a paused post-copy.
     /// </summary>
     public TimeSpan RecoveryTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Where page connections of a migration arrive (the listener hands them over). Null = this side takes none: every frame on the control connection.</summary>
+    public PageChannelRegistry? PageChannels { get; init; }
 }
 
 /// <summary>
@@ -60,6 +63,13 @@ public sealed class DestinationMigration
     private PostCopyReceiver? _postCopy;
     private VirtualMachine? _vm;
     private volatile DestinationPhase _phase = DestinationPhase.AwaitingOffer;
+    private readonly List<PageChannelReceiver> _receivers = [];
+    private readonly SemaphoreSlim _pagesArrived = new(0);
+    private int _channelGeneration;
+    private volatile Exception? _channelFailure;
+    // Pages may be installed from the page connections only while this is 1; _installing counts installs in flight (see ClosePageInstalls).
+    private int _pagesOpen;
+    private int _installing;
 
     /// <param name="admit">Returns a refusal reason, or null to accept (e.g. a VM id already present).</param>
     public DestinationMigration(Stream authenticatedStream, HostInfo self, DestinationLimits limits, Func<Offer, string?>? admit = null,
@@ -80,6 +90,21 @@ public sealed class DestinationMigration
 
     /// <summary>Pages installed so far.</summary>
     public long PagesReceived => _guest?.Received ?? 0;
+
+    /// <summary>What this connection turned out to be when it was not a new migration.</summary>
+    public enum Handover
+    {
+        None,
+
+        /// <summary>A source coming back for a post-copy whose link broke: handed to that migration.</summary>
+        PostCopyResume,
+
+        /// <summary>A page connection of a migration under way: handed to it.</summary>
+        PageConnection,
+    }
+
+    /// <summary>Set when <see cref="RunOrResume"/> returned null: to whom the connection went.</summary>
+    public Handover HandedOver { get; private set; }
 
     /// <summary>True once the VM was started here (a later failure stopped and discarded it).</summary>
     public bool RanVm => _ranVm;
@@ -113,11 +138,26 @@ public sealed class DestinationMigration
         {
             throw new OperationCanceledException("cancelled before the first frame", ex, ct);
         }
+        if (first.Type == FrameType.PageChannel && _limits.PageChannels is { } channels)
+        {
+            try
+            {
+                channels.HandOver(_stream, _reader, first.Payload);
+                HandedOver = Handover.PageConnection;
+            }
+            catch (MigrationFailedException refused)
+            {
+                TrySend(_writer, FrameType.Abort, ControlJson.Encode(new Abort { Reason = refused.Message }));
+                throw;
+            }
+            return null;
+        }
         if (first.Type == FrameType.PostCopyResume && _limits.PostCopyRecovery is { } recovery)
         {
             try
             {
                 recovery.HandOver(_stream, _reader, first.Payload);
+                HandedOver = Handover.PostCopyResume;
             }
             catch (MigrationFailedException refused)
             {
@@ -133,6 +173,7 @@ public sealed class DestinationMigration
             CanRecover = _limits.PostCopyRecovery is not null,
             RecoveryTimeout = _limits.RecoveryTimeout,
             SettleTimeout = _limits.IdleTimeout,
+            MaxPageConnections = _limits.PageChannels is null ? 0 : MigrationOptions.MaxPageConnections,
         }, Now);
         _machine = m;
         try
@@ -165,6 +206,11 @@ public sealed class DestinationMigration
             {
                 registry.Unregister(offer.MigrationId);
             }
+            if (_limits.PageChannels is { } pageChannels && Offer is { } o)
+            {
+                pageChannels.Unregister(o.MigrationId);
+            }
+            CloseReceivers();
             _postCopy?.Dispose();
         }
         if (m.Succeeded == true)
@@ -197,6 +243,12 @@ public sealed class DestinationMigration
             if (ct.IsCancellationRequested)
             {
                 m.HandleCancel(Now);
+            }
+            else if (_channelFailure is { } channelFailure)
+            {
+                _cause = channelFailure;
+                var (kind, message) = Classify(channelFailure);
+                m.HandleLinkBroken(kind, "page connection: " + message, Now);
             }
             else if (_postCopy?.Pages.Failure is { } vcpuReason)
             {
@@ -340,7 +392,7 @@ public sealed class DestinationMigration
             }
         }
         _pendingConfig = (config, decision);
-        m.HandleOffer(new OfferCheck(offer.MemoryBytes, offer.Vcpus, stateMismatch, invalid, admission, install), Now);
+        m.HandleOffer(new OfferCheck(offer.MemoryBytes, offer.Vcpus, stateMismatch, invalid, admission, install, offer.PageConnections), Now);
     }
 
     private (VmConfig Config, PageInstallDecision? Install) _pendingConfig;
@@ -379,6 +431,13 @@ public sealed class DestinationMigration
                     memory.EnableFastInstall();
                 }
                 _guest = new ReceivedGuest(config, memory, _time);
+                int pageConnections = (int)c.Value;
+                if (pageConnections > 0)
+                {
+                    // Ready before the source hears yes, so its page connections cannot arrive to nobody.
+                    Volatile.Write(ref _pagesOpen, 1);
+                    _limits.PageChannels!.Register(Offer!.MigrationId, pageConnections, JoinPageChannel);
+                }
                 _writer.Write(FrameType.OfferAccepted, ControlJson.Encode(new OfferAccepted
                 {
                     DestinationHost = _self.HostName,
@@ -386,6 +445,7 @@ public sealed class DestinationMigration
                     ProcessorCount = _self.ProcessorCount,
                     PageInstall = install.Backend,
                     PageInstallReason = install.Reason,
+                    PageConnections = pageConnections,
                 }));
                 _writer.Flush();
                 break;
@@ -403,8 +463,7 @@ public sealed class DestinationMigration
                 break;
             }
             case DestinationCommandKind.AwaitPages:
-                // One connection: every page the source wrote before this frame is installed already.
-                m.HandlePagesSettled(_guest!.Received, _postCopy?.Pages.Missing ?? 0, _guest.Digest.Compute(), Now);
+                AwaitPages(m, c.Value, c.PostCopy);
                 break;
             case DestinationCommandKind.SendSwitchoverVerdict:
                 _writer.Write(FrameType.SwitchoverReady, ControlJson.Encode(new SwitchoverReady
@@ -471,6 +530,8 @@ public sealed class DestinationMigration
             _limits.PostCopyRecovery?.Register(Offer!.MigrationId, () => Volatile.Read(ref _stream).Dispose());
             pc.Start(_time);
             _ranVm = true;
+            // Pushed pages may come on the page connections again (the source pushes only once it hears the VM runs).
+            Volatile.Write(ref _pagesOpen, _receivers.Count > 0 || m.PageConnections > 0 ? 1 : 0);
             m.HandlePostCopyProgress(pc.Pages.Missing);
             m.HandleVmRunning(Now);
             return;
@@ -508,6 +569,134 @@ public sealed class DestinationMigration
                 return;
             }
             m.HandleTimeout(Now);
+        }
+    }
+
+    /// <summary>
+    /// Waits until the pages the source says it sent have arrived — on one connection they have by
+    /// the time its frame is read; on several, other connections may still be installing — then
+    /// stops installs from the page connections (so nothing lands after the digest is taken) and
+    /// reports. A failed page connection, a cancel or the machine's deadline ends the wait.
+    /// </summary>
+    private void AwaitPages(DestinationMigrationMachine m, long pagesSent, bool postCopy)
+    {
+        ReceivedGuest guest = _guest!;
+        bool Settled() => postCopy
+            ? _postCopy!.Pages.Missing == 0 && (m.Recoveries > 0 || guest.Received >= pagesSent)
+            : guest.Received >= pagesSent;
+        while (m.PageConnections > 0 && !Settled() && m.Succeeded is null)
+        {
+            if (_channelFailure is { } failure)
+            {
+                _cause ??= failure;
+                var (kind, message) = Classify(failure);
+                m.HandleLinkBroken(kind, "page connection: " + message, Now);
+                return;
+            }
+            _pagesArrived.Wait(TimeSpan.FromMilliseconds(50));
+            m.HandleTimeout(Now);
+        }
+        if (m.Succeeded is not null)
+        {
+            return;
+        }
+        ClosePageInstalls();
+        m.HandlePagesSettled(guest.Received, _postCopy?.Pages.Missing ?? 0, guest.Digest.Compute(), Now);
+    }
+
+    /// <summary>
+    /// No page connection installs anything from now on, and none is installing: a page that
+    /// arrives after the digest was taken is refused instead of landing on verified memory.
+    /// (Dekker-style: both the flag and the in-flight count are written with full fences.)
+    /// </summary>
+    private void ClosePageInstalls()
+    {
+        Interlocked.Exchange(ref _pagesOpen, 0);
+        var spin = new SpinWait();
+        for (int i = 0; Volatile.Read(ref _installing) != 0 && i < 100_000; i++)
+        {
+            spin.SpinOnce();
+        }
+    }
+
+    /// <summary>A page connection's batch: installed if pages may come now (before the switch, or pushed during post-copy).</summary>
+    private bool InstallFromChannel(ReadOnlySpan<byte> payload, Vm.Memory.PageInstaller installer)
+    {
+        Interlocked.Increment(ref _installing);
+        try
+        {
+            if (Volatile.Read(ref _pagesOpen) == 0)
+            {
+                return false;
+            }
+            if (_postCopy is { } pc)
+            {
+                pc.Install(payload);
+            }
+            else
+            {
+                _guest!.InstallBatch(payload, installer);
+            }
+            return true;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _installing);
+            _pagesArrived.Release();
+        }
+    }
+
+    /// <summary>A page connection arrived for this migration (on the listener's thread): a receiver takes it.</summary>
+    private bool JoinPageChannel(Protocol.Messages.PageChannelHello hello, Stream stream, FrameReader reader)
+    {
+        lock (_receivers)
+        {
+            if (hello.Generation < _channelGeneration || _guest is null)
+            {
+                return false;
+            }
+            _channelGeneration = hello.Generation;
+            SetIdleTimeout(stream);
+            var receiver = new PageChannelReceiver(hello.Channel, hello.Generation, stream, reader, _guest.Memory, InstallFromChannel, ChannelEnded);
+            _receivers.Add(receiver);
+            receiver.Start();
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// A page connection ended. Closed by the source at the end or for a new generation, that is
+    /// nothing; a failure is recorded for the wait on pages, and (when the migration is not already
+    /// over) the control connection is closed so the read there notices at once.
+    /// </summary>
+    private void ChannelEnded(PageChannelReceiver receiver)
+    {
+        _pagesArrived.Release();
+        if (receiver.Failure is not { } failure || receiver.Generation < Volatile.Read(ref _channelGeneration))
+        {
+            return;
+        }
+        if (failure is ProtocolException { Kind: ProtocolErrorKind.Truncated } or IOException or ObjectDisposedException)
+        {
+            // The source closed it (or the link broke): the control connection says which, and why.
+            return;
+        }
+        _channelFailure ??= failure;
+        Volatile.Read(ref _stream).Dispose();
+    }
+
+    private void CloseReceivers()
+    {
+        PageChannelReceiver[] all;
+        lock (_receivers)
+        {
+            all = [.. _receivers];
+            _receivers.Clear();
+            _channelGeneration = int.MaxValue;
+        }
+        foreach (PageChannelReceiver r in all)
+        {
+            r.Dispose();
         }
     }
 

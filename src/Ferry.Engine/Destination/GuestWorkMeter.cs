@@ -12,6 +12,7 @@ namespace Ferry.Engine.Destination;
 internal sealed class GuestWorkMeter
 {
     private readonly VirtualMachine _vm;
+    private readonly object _gate = new();
     private readonly TimeProvider _time;
     private readonly long _runningAt;
     private readonly ulong _opsAtRunning;
@@ -35,10 +36,14 @@ internal sealed class GuestWorkMeter
     /// <summary>The last pending page is installed: the resume phase ends. Later calls change nothing.</summary>
     public void LastPageArrived()
     {
-        if (_opsAtLastPage is null)
+        // Page connections and the control connection install concurrently: the first to see the last page wins.
+        lock (_gate)
         {
-            _opsAtLastPage = _vm.TotalOps;
-            _lastPageAt = _time.GetTimestamp();
+            if (_opsAtLastPage is null)
+            {
+                _opsAtLastPage = _vm.TotalOps;
+                _lastPageAt = _time.GetTimestamp();
+            }
         }
     }
 
@@ -46,6 +51,14 @@ internal sealed class GuestWorkMeter
     public PostCopyComplete AddTo(PostCopyComplete verdict)
     {
         ulong now = _vm.TotalOps;
+        lock (_gate)
+        {
+            return Add(verdict, now);
+        }
+    }
+
+    private PostCopyComplete Add(PostCopyComplete verdict, ulong now)
+    {
         return verdict with
         {
             ResumeMs = _lastPageAt == 0 ? 0 : _time.GetElapsedTime(_runningAt, _lastPageAt).TotalMilliseconds,

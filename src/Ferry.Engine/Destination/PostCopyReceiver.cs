@@ -44,7 +44,9 @@ internal sealed class PostCopyReceiver : IDisposable
 
     public bool KernelFaults { get; private set; }
 
-    public long Duplicates { get; private set; }
+    public long Duplicates => Interlocked.Read(ref _duplicates);
+
+    private long _duplicates;
 
     /// <summary>The connection the requests go out on now.</summary>
     public Stream Stream => Volatile.Read(ref _stream);
@@ -71,7 +73,7 @@ internal sealed class PostCopyReceiver : IDisposable
     /// <summary>Installs a batch of arrived pages; the resume phase ends with the last one.</summary>
     public int Install(ReadOnlySpan<byte> payload)
     {
-        Duplicates += _guest.InstallArrived(payload, out int pages);
+        Interlocked.Add(ref _duplicates, _guest.InstallArrived(payload, out int pages));
         if (Pages.Missing == 0)
         {
             Work!.LastPageArrived();

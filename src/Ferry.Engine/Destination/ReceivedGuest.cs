@@ -53,7 +53,10 @@ internal sealed class ReceivedGuest : IDisposable
     public double HashMs => Interlocked.Read(ref _hashTicks) * 1000.0 / _time.TimestampFrequency;
 
     /// <summary>Before the switch: installs a checked batch into fresh RAM (UFFDIO_COPY runs where possible) and hashes every page.</summary>
-    public int InstallBatch(ReadOnlySpan<byte> payload)
+    public int InstallBatch(ReadOnlySpan<byte> payload) => InstallBatch(payload, _installer);
+
+    /// <summary>The same through a given installer: each page connection has its own (installers gather runs, so they are not shared).</summary>
+    public int InstallBatch(ReadOnlySpan<byte> payload, PageInstaller installer)
     {
         int pages = PageBatchCodec.Validate(payload, Memory.PageCount, out _);
         long ticks = 0;
@@ -61,19 +64,19 @@ internal sealed class ReceivedGuest : IDisposable
         {
             if (e.Encoding == PageEncoding.Zero)
             {
-                _installer.Flush();
+                installer.Flush();
                 Memory.InstallZeroPage(e.Page);
                 Digest.Set(e.Page, GuestMemory.ZeroPageHash);
             }
             else
             {
-                _installer.Add(e.Page, e.Data);
+                installer.Add(e.Page, e.Data);
                 long t0 = _time.GetTimestamp();
                 Digest.Set(e.Page, System.IO.Hashing.XxHash3.HashToUInt64(e.Data));
                 ticks += _time.GetTimestamp() - t0;
             }
         }
-        _installer.Flush();
+        installer.Flush();
         Interlocked.Add(ref _hashTicks, ticks);
         Interlocked.Add(ref _received, pages);
         return pages;

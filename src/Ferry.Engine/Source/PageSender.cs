@@ -22,12 +22,13 @@ internal interface IBatchGate
 /// <summary>
 /// The source's hot loop: fills page batch frames in place (page bytes go from guest RAM straight
 /// into the frame buffer), hashes each page for the digest, marks zero pages, and remembers which
-/// pages were ever sent. No allocation per page or per batch.
+/// pages were ever sent. No allocation per page or per batch. One per connection that carries
+/// pages (the control connection, each page connection's worker); they share one <see cref="SentPages"/>.
 /// </summary>
 internal sealed class PageSender
 {
     private readonly GuestMemory _memory;
-    private readonly DirtyBitmap _sentEver;
+    private readonly SentPages _sent;
     private readonly IBatchGate _gate;
     private FrameWriter _writer;
     private int _round;
@@ -40,18 +41,14 @@ internal sealed class PageSender
 
     private readonly TimeProvider _time;
 
-    public PageSender(GuestMemory memory, FrameWriter writer, IBatchGate gate, TimeProvider time)
+    public PageSender(GuestMemory memory, FrameWriter writer, IBatchGate gate, TimeProvider time, SentPages sent)
     {
         _time = time;
         _memory = memory;
         _writer = writer;
         _gate = gate;
-        Digest = new MemoryDigest(memory.PageCount);
-        _sentEver = new DirtyBitmap(memory.PageCount);
+        _sent = sent;
     }
-
-    /// <summary>The hash of every page as last sent (a page never sent counts as zeros).</summary>
-    public MemoryDigest Digest { get; }
 
     /// <summary>Time spent hashing pages as they were sent, in the clock's ticks.</summary>
     public long HashTicks { get; private set; }
@@ -87,7 +84,7 @@ internal sealed class PageSender
         bool zero = !data.ContainsAnyExcept((byte)0);
         ulong hash = zero ? GuestMemory.ZeroPageHash : System.IO.Hashing.XxHash3.HashToUInt64(data);
         HashTicks += _time.GetTimestamp() - t0;
-        Digest.Set(page, hash);
+        _sent.Digest.Set(page, hash);
         if (zero)
         {
             PageBatchCodec.WriteEntryHeader(entry, page, PageEncoding.Zero);
@@ -99,9 +96,8 @@ internal sealed class PageSender
             PageBatchCodec.WriteEntryHeader(entry, page, PageEncoding.Raw);
             _pos += PageBatchCodec.EntryHeaderSize + PageSize.Bytes;
         }
-        if (!_sentEver[page])
+        if (_sent.MarkSent(page))
         {
-            _sentEver.Set(page);
             _firsts++;
         }
         _count++;

@@ -18,8 +18,12 @@ internal sealed class ReturnPath : IDisposable
     private readonly Thread _thread;
     private volatile Exception? _error;
 
-    public ReturnPath(Stream stream, long guestPages, SourceInbox inbox, string name = "ferry-return-path")
+    private readonly int _channel;
+
+    /// <param name="channel">The page connection this reads (−1: the control connection).</param>
+    public ReturnPath(Stream stream, long guestPages, SourceInbox inbox, string name = "ferry-return-path", int channel = -1)
     {
+        _channel = channel;
         _guestPages = guestPages;
         _inbox = inbox;
         _reader = new FrameReader(stream);
@@ -57,13 +61,13 @@ internal sealed class ReturnPath : IDisposable
                         var abort = ControlJson.Decode<Abort>(f.Payload, "abort");
                         throw new MigrationFailedException(Core.Migration.MigrationFailure.Aborted, $"destination aborted: {abort.Reason}");
                     case FrameType.PageRequest:
-                        _inbox.Post(new SourceInput(SourceInputKind.PageRequest, this, Value: PageRequest.Read(f.Payload, _guestPages).Page));
+                        _inbox.Post(new SourceInput(SourceInputKind.PageRequest, this, Value: PageRequest.Read(f.Payload, _guestPages).Page, Channel: _channel));
                         break;
                     case FrameType.RoundAck:
-                        _inbox.Post(new SourceInput(SourceInputKind.RoundAck, this, Value: RoundEnd.Read(f.Payload).Round));
+                        _inbox.Post(new SourceInput(SourceInputKind.RoundAck, this, Value: RoundEnd.Read(f.Payload).Round, Channel: _channel));
                         break;
                     default:
-                        _inbox.Post(new SourceInput(SourceInputKind.Frame, this, Frame: f.Type, Payload: f.Payload.ToArray()));
+                        _inbox.Post(new SourceInput(SourceInputKind.Frame, this, Frame: f.Type, Payload: f.Payload.ToArray(), Channel: _channel));
                         break;
                 }
             }
@@ -71,7 +75,7 @@ internal sealed class ReturnPath : IDisposable
         catch (Exception ex)
         {
             _error = ex;
-            _inbox.Post(new SourceInput(SourceInputKind.LinkFailed, this, Error: ex));
+            _inbox.Post(new SourceInput(SourceInputKind.LinkFailed, this, Error: ex, Channel: _channel));
         }
     }
 

@@ -22,11 +22,24 @@ internal enum SourceInputKind
 
     /// <summary>The user's cancel.</summary>
     Cancel,
+
+    /// <summary>A page connection wrote a batch (<see cref="SourceInput.Batch"/> says what it held).</summary>
+    BatchSent,
+
+    /// <summary>A page connection wrote its round-end marker for round <see cref="SourceInput.Value"/>.</summary>
+    RoundWritten,
+
+    /// <summary>A page connection has written everything queued before its flush marker.</summary>
+    Flushed,
 }
 
+/// <summary>What a page connection's worker wrote in one frame, and the bandwidth the migration thread took for it beforehand.</summary>
+internal readonly record struct BatchReport(int Pages, int ZeroPages, int FirstTime, long WireBytes, int TakenBytes);
+
 /// <summary>One thing that happened outside the migration thread; <see cref="From"/> is the connection it came from (stale ones are ignored after a reconnect).</summary>
+/// <param name="Channel">The page connection it concerns (−1: the control connection or none).</param>
 internal readonly record struct SourceInput(SourceInputKind Kind, ReturnPath? From = null, long Value = 0, FrameType Frame = default,
-    byte[]? Payload = null, Exception? Error = null);
+    byte[]? Payload = null, Exception? Error = null, int Channel = -1, BatchReport Batch = default);
 
 /// <summary>
 /// Where the return path's reader threads, the API and the cancel token leave what happened for

@@ -21,7 +21,7 @@ public sealed record SourceResult(MigrationReport Report, bool VmMoved);
 /// commit frame is written, any failure (destination gone, bad frame, cancel, policy abort) leaves
 /// the source VM running and untouched; after it, the destination owns the VM.
 /// </summary>
-public sealed class SourceMigration : IBatchGate
+public sealed class SourceMigration : ISendLoop
 {
     /// <summary>How long a failed write waits for the return path to say why (an Abort or the end of the stream usually follows at once).</summary>
     private static readonly TimeSpan ReturnPathGrace = TimeSpan.FromMilliseconds(500);
@@ -50,7 +50,12 @@ public sealed class SourceMigration : IBatchGate
     private FrameWriter _writer;
     private ReturnPath _returnPath;
     private SourceMigrationMachine? _machine;
+    private readonly SentPages _sent;
     private PageSender? _sender;
+    private InlinePageOutput? _inline;
+    private ChannelPageOutput? _channels;
+    private int[] _channelAcks = [];
+    private int _generation;
     private PostCopyBacklog? _backlog;
     private CancellationToken _userToken;
     private volatile MigrationProgress _progress = new();
@@ -89,6 +94,7 @@ public sealed class SourceMigration : IBatchGate
         _writer = new FrameWriter(authenticatedStream);
         _returnPath = new ReturnPath(authenticatedStream, _memory.PageCount, _inbox);
         _pending = new DirtyBitmap(_memory.PageCount);
+        _sent = new SentPages(_memory.PageCount);
         _settings = new SourceMachineSettings
         {
             Options = options,
@@ -97,6 +103,7 @@ public sealed class SourceMigration : IBatchGate
             PushFrameBytes = FrameHeader.Size + PageBatchCodec.MaxPayloadFor(SourceMigrationMachine.PushBatchPages),
             CanReconnect = links?.CanOpen == true,
             CanMeasureLink = links is not null,
+            PageConnections = links?.CanOpen == true ? options.PageConnections : 0,
         };
     }
 
@@ -133,7 +140,8 @@ public sealed class SourceMigration : IBatchGate
         long opsAtPause = -1;
         var m = new SourceMigrationMachine(_settings, Now);
         _machine = m;
-        _sender = new PageSender(_memory, _writer, this, _time);
+        _sender = new PageSender(_memory, _writer, this, _time, _sent);
+        _inline = new InlinePageOutput(_sender, () => _writer, this, m.CountWireBytes, () => m.RoundSent);
         using CancellationTokenRegistration onCancel = cancellationToken.Register(() => _inbox.Post(new SourceInput(SourceInputKind.Cancel)));
         try
         {
@@ -157,6 +165,7 @@ public sealed class SourceMigration : IBatchGate
             // Closing the stream ends the return path's blocking read.
             _stream.Dispose();
             _returnPath.Dispose();
+            _channels?.Dispose();
             foreach (IDisposable old in _oldLinks)
             {
                 old.Dispose();
@@ -242,7 +251,7 @@ public sealed class SourceMigration : IBatchGate
             BaselineOpsPerSecond = baseline.OpsPerSecond,
             BaselineCovered = baseline.Covered,
             SourceOps = sourceOps,
-            SourceHashMs = _sender!.HashMs,
+            SourceHashMs = _sender!.HashMs + (_channels?.HashMs ?? 0),
         }, Now);
         return new SourceResult(report, VmMoved: m.Outcome == MigrationOutcome.Completed);
     }
@@ -266,8 +275,14 @@ public sealed class SourceMigration : IBatchGate
                     Technique = _options.Technique.ToWire(),
                     SourceHost = _sourceHost.HostName,
                     VcpuStateBytes = Vm.Cpu.VcpuState.SizeInBytes,
+                    PageConnections = _settings.PageConnections,
                 }));
                 _writer.Flush();
+                break;
+            case SourceCommandKind.OpenPageConnections:
+                _channels = OpenPageConnections(m, command.Round);
+                _channelAcks = new int[command.Round];
+                m.HandlePageConnectionsOpen(Now);
                 break;
             case SourceCommandKind.StartDirtyLog:
                 _dirtyLog.Start();
@@ -321,7 +336,7 @@ public sealed class SourceMigration : IBatchGate
             case SourceCommandKind.SendSwitchover:
             {
                 long t0 = _time.GetTimestamp();
-                ulong digest = _sender!.Digest.Compute();
+                ulong digest = _sent.Digest.Compute();
                 double digestMs = _time.GetElapsedTime(t0).TotalMilliseconds;
                 Span<byte> sw = stackalloc byte[Switchover.Size];
                 new Switchover(digest, m.Counters.PagesSent, _memory.PageCount, _vm.Config.Vcpus).Write(sw);
@@ -346,8 +361,13 @@ public sealed class SourceMigration : IBatchGate
                 break;
             case SourceCommandKind.SendPostCopyEnd:
             {
+                // Every pushed page must be on the wire and counted before the end says how many went.
+                if (_channels is not null && !_channels.Flush())
+                {
+                    break;
+                }
                 _writer.Flush();
-                ulong digest = _sender!.Digest.Compute();
+                ulong digest = _sent.Digest.Compute();
                 Span<byte> end = stackalloc byte[PostCopyEnd.Size];
                 new PostCopyEnd(digest, m.Counters.PagesSent).Write(end);
                 Write(m, FrameType.PostCopyEnd, end);
@@ -382,12 +402,14 @@ public sealed class SourceMigration : IBatchGate
         m.CountWireBytes(_writer.BytesWritten - before);
     }
 
-    /// <summary>One round: the pages, then the round-end marker. Round 1 and the static copy scan guest RAM; later rounds send the pending set.</summary>
+    /// <summary>Where pages go: the page connections when there are any, else the control connection.</summary>
+    private IPageOutput Output => (IPageOutput?)_channels ?? _inline!;
+
+    /// <summary>One round: the pages, then the round-end marker(s). Round 1 and the static copy scan guest RAM; later rounds send the pending set.</summary>
     private void SendRound(SourceMigrationMachine m, SourceCommand command)
     {
-        PageSender sender = _sender!;
-        sender.Begin(command.Round, paced: true);
-        long sent = 0;
+        IPageOutput output = Output;
+        output.Begin(command.Round, paced: true, PageBatchCodec.MaxPagesPerBatch);
         bool going = true;
         if (command.Pages == PageSelection.AllPopulated)
         {
@@ -403,8 +425,7 @@ public sealed class SourceMigration : IBatchGate
                     skipped++;
                     continue;
                 }
-                going = sender.Add(p);
-                sent++;
+                going = output.Add(p);
             }
             m.HandleNeverWrittenSkipped(skipped);
             _scanningAll = false;
@@ -413,27 +434,20 @@ public sealed class SourceMigration : IBatchGate
         {
             foreach (long p in _pending)
             {
-                if (!(going = sender.Add(p)))
+                if (!(going = output.Add(p)))
                 {
                     break;
                 }
             }
         }
-        if (!going || !sender.Finish())
+        if (!going || !output.Finish())
         {
-            sender.Abandon();
+            output.Abandon();
             return;
         }
-        Span<byte> marker = stackalloc byte[RoundEnd.Size];
-        new RoundEnd(command.Round, m.RoundSent).Write(marker);
-        if (!BeforeBatch(FrameHeader.Size + RoundEnd.Size, paced: true))
+        if (!output.EndRound(command.Round))
         {
             return;
-        }
-        Write(m, FrameType.RoundEnd, marker);
-        if (command.RoundKind == RoundKind.StopAndCopy)
-        {
-            _writer.Flush();
         }
         m.HandleRoundSent(Now);
     }
@@ -442,6 +456,7 @@ public sealed class SourceMigration : IBatchGate
     private void AnswerDemand(SourceMigrationMachine m, int round)
     {
         PostCopyBacklog backlog = _backlog!;
+        // Answers go on the control connection, ahead of anything pushed on the page connections.
         PageSender sender = _sender!;
         sender.Begin(round, paced: false);
         int taken = 0;
@@ -487,7 +502,7 @@ public sealed class SourceMigration : IBatchGate
     private void Push(SourceMigrationMachine m, int round, int maxPages)
     {
         PostCopyBacklog backlog = _backlog!;
-        PageSender sender = _sender!;
+        IPageOutput sender = Output;
         sender.Begin(round, paced: false, maxPages);
         long pushed = 0;
         long prePaged = 0;
@@ -546,7 +561,7 @@ public sealed class SourceMigration : IBatchGate
     {
         long t0 = _time.GetTimestamp();
         bool match = true;
-        MemoryDigest digest = _sender!.Digest;
+        MemoryDigest digest = _sent.Digest;
         for (long p = 0; p < _memory.PageCount && match; p++)
         {
             match = _memory.HashPage(p) == digest.Get(p);
@@ -603,6 +618,10 @@ public sealed class SourceMigration : IBatchGate
                 missing.OrWords(first, words.AsSpan(0, n));
                 first += n;
             }
+            // The page connections come back too, as a new generation (the destination refuses the old one).
+            ChannelPageOutput? channels = _channels is { } old ? OpenPageConnections(m, old.Channels.Count, _generation + 1) : null;
+            _generation += channels is null ? 0 : 1;
+            // Only now that every connection is back: pages the destination lacks that are not pending were lost in flight.
             long lost = 0;
             foreach (long p in missing)
             {
@@ -612,9 +631,11 @@ public sealed class SourceMigration : IBatchGate
                     lost++;
                 }
             }
-            // The old connection is done: its stream closes (ending its reader), the new one takes over.
+            // The old connections are done: their streams close (ending their readers), the new ones take over.
             _stream.Dispose();
             _oldLinks.Add(_returnPath);
+            _channels?.Dispose();
+            _channels = channels;
             _stream = stream;
             _writer = writer;
             _returnPath = link;
@@ -728,6 +749,20 @@ public sealed class SourceMigration : IBatchGate
                 m.HandleResumeRequested(now);
                 return;
         }
+        if (input.Kind == SourceInputKind.BatchSent)
+        {
+            // Bytes a page connection wrote count wherever they went (even on one given up on since).
+            BatchReport b = input.Batch;
+            m.CountWireBytes(b.WireBytes);
+            m.Refund(b.TakenBytes - (int)b.WireBytes, now);
+            m.HandleBatchSent(b.Pages, b.ZeroPages, b.FirstTime, now);
+            return;
+        }
+        if (input.Channel >= 0)
+        {
+            FeedChannel(m, input, now);
+            return;
+        }
         if (input.From != _returnPath)
         {
             // A connection given up on (post-copy recovery): whatever it still says is stale.
@@ -756,6 +791,76 @@ public sealed class SourceMigration : IBatchGate
         _postCopyPaused = m.Phase == MigrationPhase.PostCopyPaused;
     }
 
+    /// <summary>What a page connection said: its round markers, acknowledgements and failure. Stale connections (an earlier generation) are ignored.</summary>
+    private void FeedChannel(SourceMigrationMachine m, in SourceInput input, TimeSpan now)
+    {
+        ChannelPageOutput? channels = _channels;
+        if (channels is null || input.Channel >= channels.Channels.Count || channels.Channels[input.Channel].ReturnPath != input.From)
+        {
+            return;
+        }
+        switch (input.Kind)
+        {
+            case SourceInputKind.RoundWritten:
+                m.CountWireBytes(input.Batch.WireBytes);
+                channels.RoundWritten(input.Channel, input.Value);
+                break;
+            case SourceInputKind.Flushed:
+                channels.Flushed(input.Channel);
+                break;
+            case SourceInputKind.RoundAck:
+                // A round is drained once every page connection has acknowledged it.
+                _channelAcks[input.Channel] = Math.Max(_channelAcks[input.Channel], (int)input.Value);
+                m.HandleRoundAcked(_channelAcks.Min(), now);
+                break;
+            case SourceInputKind.LinkFailed:
+            {
+                if (input.Error is Protocol.ProtocolException { AtFrameBoundary: true })
+                {
+                    // The destination closed this page connection between frames: it is done with it (it has finished, or it
+                    // failed and the control connection says why). Only a write that fails, or a connection cut mid-frame, is a broken link.
+                    break;
+                }
+                MigrationFailedException f = ReturnPath.Wrap(input.Error!, $"page connection {input.Channel}, during {m.Phase.ToWire()}");
+                m.HandleLinkBroken(f.Kind, f.Message, now);
+                break;
+            }
+            case SourceInputKind.Frame:
+                m.HandleUnexpectedAnswer($"{input.Frame} on page connection {input.Channel}", now);
+                break;
+        }
+        _postCopyPaused = m.Phase == MigrationPhase.PostCopyPaused;
+    }
+
+    /// <summary>Opens <paramref name="count"/> page connections of <paramref name="generation"/>; on any failure closes those opened and throws.</summary>
+    private ChannelPageOutput OpenPageConnections(SourceMigrationMachine m, int count, int generation = 0)
+    {
+        var opened = new List<PageChannel>(count);
+        try
+        {
+            for (int i = 0; i < count; i++)
+            {
+                var channel = new PageChannel(i, _links!.Open(_userToken), _memory, _sent, _time, _inbox);
+                opened.Add(channel);
+                channel.Hello(_migrationId, generation);
+            }
+            foreach (PageChannel c in opened)
+            {
+                c.Start();
+            }
+            _channelAcks = new int[count];
+            return new ChannelPageOutput([.. opened], this);
+        }
+        catch
+        {
+            foreach (PageChannel c in opened)
+            {
+                c.Dispose();
+            }
+            throw;
+        }
+    }
+
     private static void FeedAnswer(SourceMigrationMachine m, FrameType type, byte[] payload, TimeSpan now)
     {
         try
@@ -772,6 +877,7 @@ public sealed class SourceMigration : IBatchGate
                         ProcessorCount = a.ProcessorCount,
                         PageInstall = a.PageInstall,
                         PageInstallReason = a.PageInstallReason,
+                        PageConnections = a.PageConnections,
                     }, now);
                     break;
                 }
@@ -863,6 +969,29 @@ public sealed class SourceMigration : IBatchGate
 
     /// <summary>True while the machine still wants the command in flight.</summary>
     private bool StillCurrent(SourceMigrationMachine m) => m.Outcome is null && m.Phase == _commandPhase;
+
+    bool ISendLoop.StillCurrent => StillCurrent(_machine!);
+
+    bool ISendLoop.Pump()
+    {
+        DrainInbox(TimeSpan.Zero);
+        return StillCurrent(_machine!);
+    }
+
+    bool ISendLoop.WaitUntil(Func<bool> done)
+    {
+        SourceMigrationMachine m = _machine!;
+        while (StillCurrent(m))
+        {
+            if (done())
+            {
+                return true;
+            }
+            DrainInbox(IdleTick);
+            PublishProgress(force: false);
+        }
+        return false;
+    }
 
     public bool BeforeBatch(int frameBytes, bool paced)
     {

@@ -89,10 +89,14 @@ public sealed class FrameReader
             int n = _stream.Read(target[got..]);
             if (n == 0)
             {
+                bool boundary = got == 0 && what == "frame header";
                 throw new ProtocolException(ProtocolErrorKind.Truncated,
-                    got == 0 && what == "frame header"
+                    boundary
                         ? $"stream ended before frame {_expected}"
-                        : $"stream ended inside frame {_expected}: {what}, {got} of {target.Length} bytes");
+                        : $"stream ended inside frame {_expected}: {what}, {got} of {target.Length} bytes")
+                {
+                    AtFrameBoundary = boundary,
+                };
             }
             got += n;
         }

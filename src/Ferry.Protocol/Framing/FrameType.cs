@@ -32,4 +32,7 @@ public enum FrameType : byte
 
     /// <summary>Source → destination, first frame of a new connection after a post-copy link broke: resume this migration.</summary>
     PostCopyResume = 17,
+
+    /// <summary>Source → destination, first frame of a page connection: which migration, which page connection, which generation of them.</summary>
+    PageChannel = 18,
 }

@@ -16,6 +16,10 @@ public sealed record Offer
     public string Technique { get; init; } = "";
     public string SourceHost { get; init; } = "";
     public int VcpuStateBytes { get; init; }
+
+    /// <summary>Page connections the source would like besides this one (0: every frame on this connection). Omitted when 0, so v1 peers see the same bytes.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int PageConnections { get; init; }
 }
 
 /// <summary>Destination → source: guest RAM is reserved; send pages.</summary>
@@ -29,6 +33,10 @@ public sealed record OfferAccepted
     public string PageInstall { get; init; } = "";
 
     public string PageInstallReason { get; init; } = "";
+
+    /// <summary>Page connections the destination takes (at most what was offered; 0: every frame on the control connection). Omitted when 0.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int PageConnections { get; init; }
 }
 
 /// <summary>Device state at switchover: the virtual NIC's address and the throttle in force.</summary>
@@ -102,6 +110,18 @@ public sealed record PostCopyResume
     public string MigrationId { get; init; } = "";
 }
 
+/// <summary>Source → destination, first frame of a page connection (§4.3).</summary>
+public sealed record PageChannelHello
+{
+    public string MigrationId { get; init; } = "";
+
+    /// <summary>0 … pageConnections − 1.</summary>
+    public int Channel { get; init; }
+
+    /// <summary>0 for the first set; one more after each post-copy recovery, so a connection of an earlier set is refused.</summary>
+    public int Generation { get; init; }
+}
+
 // RespectNullableAnnotations: a peer's null in a member declared non-nullable (e.g. "workload": null)
 // is malformed input, rejected here rather than left to surface as a NullReferenceException later.
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = false, RespectNullableAnnotations = true)]
@@ -113,6 +133,7 @@ public sealed record PostCopyResume
 [JsonSerializable(typeof(Abort))]
 [JsonSerializable(typeof(PostCopyComplete))]
 [JsonSerializable(typeof(PostCopyResume))]
+[JsonSerializable(typeof(PageChannelHello))]
 public sealed partial class ControlJson : JsonSerializerContext
 {
     /// <summary>Serialises a control message as compact UTF-8 JSON (its frame payload).</summary>

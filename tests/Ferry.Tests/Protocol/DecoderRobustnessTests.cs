@@ -270,7 +270,7 @@ public sealed class DecoderRobustnessTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData(18)]
+    [InlineData(19)]
     [InlineData(255)]
     public void Unknown_frame_type_is_malformed(byte type)
     {

@@ -228,15 +228,36 @@ public sealed class GoldenFrameTests
     public void Frame_type_numbers_are_wire_constants()
     {
         Assert.Equal(
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18],
             new[] { FrameType.Offer, FrameType.OfferAccepted, FrameType.PageBatch, FrameType.RoundEnd, FrameType.VcpuState,
                 FrameType.DeviceState, FrameType.Switchover, FrameType.SwitchoverReady, FrameType.Commit, FrameType.Resumed, FrameType.Abort,
                 FrameType.RoundAck, FrameType.PageRequest, FrameType.PendingPages, FrameType.PostCopyEnd, FrameType.PostCopyComplete,
-                FrameType.PostCopyResume }
+                FrameType.PostCopyResume, FrameType.PageChannel }
                 .Select(t => (int)t));
-        Assert.Equal(17, Enum.GetValues<FrameType>().Length);
+        Assert.Equal(18, Enum.GetValues<FrameType>().Length);
         Assert.Equal(0, (int)PageEncoding.Raw);
         Assert.Equal(1, (int)PageEncoding.Zero);
+    }
+
+    [Fact]
+    public void A_page_channel_frame_has_its_exact_bytes()
+    {
+        byte[] payload = ControlJson.Encode(new PageChannelHello { MigrationId = "m-1", Channel = 1, Generation = 0 });
+        Assert.Equal("""{"migrationId":"m-1","channel":1,"generation":0}""", System.Text.Encoding.UTF8.GetString(payload));
+        byte[] frame = FrameWriter.Encode(FrameType.PageChannel, payload, sequence: 0);
+        Assert.Equal((byte)18, frame[8]);
+        Assert.Equal((uint)payload.Length, BitConverter.ToUInt32(frame, 12));
+        Assert.Equal(System.IO.Hashing.XxHash3.HashToUInt64(frame.AsSpan(8)), BitConverter.ToUInt64(frame, 0));
+    }
+
+    [Fact]
+    public void Page_connection_counts_are_left_out_when_zero_so_v1_offers_keep_their_bytes()
+    {
+        Assert.DoesNotContain("pageConnections", System.Text.Encoding.UTF8.GetString(ControlJson.Encode(SampleOffer)));
+        string withTwo = System.Text.Encoding.UTF8.GetString(ControlJson.Encode(SampleOffer with { PageConnections = 2 }));
+        Assert.EndsWith(""","pageConnections":2}""", withTwo);
+        Assert.Equal(2, ControlJson.Decode<Offer>(System.Text.Encoding.UTF8.GetBytes(withTwo), "offer").PageConnections);
+        Assert.Equal(0, ControlJson.Decode<OfferAccepted>("""{"destinationHost":"d","os":"","processorCount":1,"pageInstall":"copy","pageInstallReason":""}"""u8, "accepted").PageConnections);
     }
 
     [Fact]

@@ -36,27 +36,28 @@ internal static class LoopbackMigration
     }
 
     /// <summary>
-    /// The source's way back to the destination in these tests: each new connection is a fresh
-    /// loopback pair whose server end goes to the destination's recovery registry, as an agent's
-    /// listener would hand it over; <c>linkDown</c> refuses connections while it holds.
+    /// The source's further connections in these tests (page connections, reconnections after a
+    /// post-copy break): each is a fresh loopback pair whose server end is dispatched by its first
+    /// frame exactly as an agent's listener does (a destination session that hands it to the
+    /// migration it names); <c>linkDown</c> refuses connections while it holds.
     /// </summary>
-    private sealed class Links(PostCopyRecoveryRegistry? registry, Func<bool>? linkDown, Func<Stream, Stream>? wrapReconnected,
-        Func<Stream, LinkDelivery?>? linkDelivery) : ISourceLinks
+    private sealed class Links(DestinationLimits? limits, Func<bool>? linkDown, Func<Stream, Stream>? wrapReconnected,
+        Func<Stream, LinkDelivery?>? linkDelivery, TransportOptions transport) : ISourceLinks
     {
-        public bool CanOpen => registry is not null;
+        public bool CanOpen => limits is { PostCopyRecovery: not null } or { PageChannels: not null };
 
         public Stream Open(CancellationToken ct)
         {
-            if (registry is null || linkDown?.Invoke() == true)
+            if (!CanOpen || linkDown?.Invoke() == true)
             {
                 throw new IOException("connection refused (test: link down)");
             }
-            var (client, server) = LoopbackPair.Open(Transport);
+            var (client, server) = LoopbackPair.Open(transport);
             new Thread(() =>
             {
                 try
                 {
-                    registry.Accept(server.Stream);
+                    new DestinationMigration(server.Stream, HostIdentity.Local("dest"), limits!).RunOrResume(CancellationToken.None)?.Dispose();
                 }
                 catch (Exception)
                 {
@@ -72,9 +73,17 @@ internal static class LoopbackMigration
     public static Outcome Run(VirtualMachine vm, MigrationOptions options, Func<Stream, Stream>? wrapSource = null, CancellationToken ct = default,
         DirtyLogChoice dirtyLog = DirtyLogChoice.Software, DestinationLimits? limits = null, Func<Stream, Stream>? wrapReconnected = null,
         PageInstallChoice? pageInstall = null, Func<bool>? linkDown = null, Action<SourceMigration>? onSource = null,
-        Func<Stream, LinkDelivery?>? linkDelivery = null)
+        Func<Stream, LinkDelivery?>? linkDelivery = null, int pageConnections = 0, TransportOptions? transport = null)
     {
-        var (client, server) = LoopbackPair.Open(Transport);
+        // Every connection of the migration (first, page connections, reconnections) is set up with these options (TLS included, when given).
+        transport ??= Transport;
+        if (pageConnections > 0)
+        {
+            // Page connections: the destination takes them through its registry, the source opens them through its links.
+            limits = (limits ?? new DestinationLimits()) with { PageChannels = new PageChannelRegistry() };
+        }
+        options = options with { PageConnections = pageConnections };
+        var (client, server) = LoopbackPair.Open(transport);
         VirtualMachine? received = null;
         Exception? destError = null;
         var dest = new Thread(() =>
@@ -100,8 +109,10 @@ internal static class LoopbackMigration
         dest.Start();
         Stream s = wrapSource?.Invoke(client.Stream) ?? client.Stream;
         using var log = DirtyLogFactory.Create(vm.Memory, dirtyLog);
-        PostCopyRecoveryRegistry? registry = limits?.PostCopyRecovery;
-        ISourceLinks? links = registry is null && linkDelivery is null ? null : new Links(registry, linkDown, wrapReconnected, linkDelivery);
+        DestinationLimits? linkLimits = limits is null ? null : limits with { PageInstall = pageInstall ?? limits.PageInstall };
+        ISourceLinks? links = limits is { PostCopyRecovery: null, PageChannels: null } or null && linkDelivery is null
+            ? null
+            : new Links(linkLimits, linkDown, wrapReconnected, linkDelivery, transport);
         var source = new SourceMigration("m-test", vm, s, options, log, HostIdentity.Local("src"), HostIdentity.Local("dest"), links);
         onSource?.Invoke(source);
         SourceResult result = source.Run(ct);

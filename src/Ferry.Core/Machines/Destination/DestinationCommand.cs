@@ -2,7 +2,7 @@ namespace Ferry.Core.Machines.Destination;
 
 public enum DestinationCommandKind
 {
-    /// <summary>Allocate guest RAM for the offered VM and write OfferAccepted.</summary>
+    /// <summary>Allocate guest RAM for the offered VM, make ready for <see cref="DestinationCommand.Value"/> page connections, and write OfferAccepted.</summary>
     AcceptOffer,
 
     /// <summary>Write an Abort with <see cref="DestinationCommand.Reason"/> (refusal or failure), best effort.</summary>

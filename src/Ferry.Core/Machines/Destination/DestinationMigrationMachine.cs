@@ -15,6 +15,9 @@ public sealed record DestinationMachineSettings
     /// <summary>How long a post-copy whose link broke waits for the source to reconnect (each break).</summary>
     public TimeSpan RecoveryTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>Most page connections this side takes besides the control connection (0: it takes none, every frame comes on the control connection).</summary>
+    public int MaxPageConnections { get; init; }
+
     /// <summary>How long the pages the source says it sent may take to arrive after it said so (a lying or broken source must not hold RAM here).</summary>
     public TimeSpan SettleTimeout { get; init; } = TimeSpan.FromSeconds(60);
 }
@@ -24,8 +27,9 @@ public sealed record DestinationMachineSettings
 /// <param name="ConfigInvalid">The VM the offer describes is not a valid one.</param>
 /// <param name="AdmissionRefusal">The host refuses it (e.g. a VM of that id runs here).</param>
 /// <param name="InstallRefusal">The page-install backend asked for cannot work on this host.</param>
+/// <param name="PageConnections">Page connections the source asks for.</param>
 public readonly record struct OfferCheck(long MemoryBytes, int Vcpus, string? StateMismatch = null, string? ConfigInvalid = null,
-    string? AdmissionRefusal = null, string? InstallRefusal = null);
+    string? AdmissionRefusal = null, string? InstallRefusal = null, int PageConnections = 0);
 
 /// <summary>What the source claims at switchover.</summary>
 public readonly record struct SwitchoverClaim(ulong Digest, long PagesSent, long GuestPages, int Vcpus);
@@ -107,6 +111,9 @@ public sealed class DestinationMigrationMachine
     public int Vcpus { get; private set; }
 
     public int Recoveries { get; private set; }
+
+    /// <summary>Page connections taken (0: every frame on the control connection).</summary>
+    public int PageConnections { get; private set; }
 
     /// <summary>Pages still missing here (post-copy), as the driver last said; for the failure message.</summary>
     public long MissingPages { get; private set; }
@@ -193,8 +200,9 @@ public sealed class DestinationMigrationMachine
         GuestPages = offer.MemoryBytes / Paging.PageSize.Bytes;
         Vcpus = offer.Vcpus;
         _haveVcpu = new bool[offer.Vcpus];
+        PageConnections = Math.Clamp(offer.PageConnections, 0, _settings.MaxPageConnections);
         Move(DestinationPhase.Receiving);
-        _commands.Enqueue(new DestinationCommand(DestinationCommandKind.AcceptOffer));
+        _commands.Enqueue(new DestinationCommand(DestinationCommandKind.AcceptOffer, Value: PageConnections));
     }
 
     /// <summary>A round-end marker: every page of the round on that connection is installed, so say so (the source drains on it).</summary>

@@ -10,6 +10,9 @@ public sealed record OfferAcceptance
     /// <summary>"uffd" or "copy".</summary>
     public string PageInstall { get; init; } = "";
     public string PageInstallReason { get; init; } = "";
+
+    /// <summary>Page connections the destination takes (at most those asked for).</summary>
+    public int PageConnections { get; init; }
 }
 
 /// <summary>The destination's verdict on the switchover: its digest of what arrived against the source's.</summary>

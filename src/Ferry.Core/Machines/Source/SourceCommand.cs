@@ -6,6 +6,9 @@ public enum SourceCommandKind
     /// <summary>Write the Offer (the VM's description and the technique) to the destination.</summary>
     SendOffer,
 
+    /// <summary>Open <see cref="SourceCommand.Round"/> page connections to the destination; report <see cref="SourceMigrationMachine.HandlePageConnectionsOpen"/>.</summary>
+    OpenPageConnections,
+
     /// <summary>Start the dirty log: from now on every guest write is recorded.</summary>
     StartDirtyLog,
 

@@ -22,6 +22,9 @@ public sealed record SourceMachineSettings
     /// <summary>The driver can read how much the link delivered (TCP's acknowledged bytes), so post-copy may pace itself.</summary>
     public bool CanMeasureLink { get; init; }
 
+    /// <summary>Page connections the driver can open and will ask for (0: everything on the control connection).</summary>
+    public int PageConnections { get; init; }
+
     /// <summary>How long the destination has to accept the offer.</summary>
     public TimeSpan OfferTimeout { get; init; } = TimeSpan.FromSeconds(60);
 

@@ -44,6 +44,7 @@ public sealed class SourceMigrationMachine
     {
         None,
         OfferAcceptance,
+        PageConnections,
         PagesSent,
         Harvest,
         RoundAck,
@@ -214,6 +215,15 @@ public sealed class SourceMigrationMachine
     /// <summary>Post-copy answers and pushes take their bandwidth without waiting; the next push waits the debt out.</summary>
     public void Owe(int bytes, TimeSpan now) => _pacer.Take(bytes, now);
 
+    /// <summary>A frame went out smaller than the bandwidth taken for it (zero pages): the difference is given back.</summary>
+    public void Refund(int bytes, TimeSpan now)
+    {
+        if (bytes > 0)
+        {
+            _pacer.Take(-bytes, now);
+        }
+    }
+
     /// <summary>Counts a frame the driver wrote, header included (pages, markers, control).</summary>
     public void CountWireBytes(long bytes) => Counters.WireBytes += bytes;
 
@@ -374,7 +384,36 @@ public sealed class SourceMigrationMachine
             return;
         }
         Disarm();
+        if (acceptance.PageConnections < 0 || acceptance.PageConnections > _settings.PageConnections)
+        {
+            Fail(MigrationFailure.ProtocolViolation,
+                $"destination took {acceptance.PageConnections} page connections; {_settings.PageConnections} were offered", now);
+            return;
+        }
         Acceptance = acceptance;
+        if (acceptance.PageConnections > 0)
+        {
+            Await(Awaiting.PageConnections, new SourceCommand(SourceCommandKind.OpenPageConnections, Round: acceptance.PageConnections));
+            return;
+        }
+        BeginTechnique(now);
+    }
+
+    /// <summary>The page connections the destination took are open (before any page goes).</summary>
+    public void HandlePageConnectionsOpen(TimeSpan now)
+    {
+        if (!ExpectCompletion(Awaiting.PageConnections))
+        {
+            return;
+        }
+        BeginTechnique(now);
+    }
+
+    /// <summary>Page connections in use (0: everything on the control connection).</summary>
+    public int PageConnections => Acceptance?.PageConnections ?? 0;
+
+    private void BeginTechnique(TimeSpan now)
+    {
         switch (_options.Technique)
         {
             case MigrationTechnique.StopAndCopy:
