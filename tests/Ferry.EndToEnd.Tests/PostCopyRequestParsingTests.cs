@@ -59,4 +59,14 @@ public sealed class PostCopyRequestParsingTests
             new StartMigrationRequest { Technique = "postcopy", PostCopyRetryWindow = window, PostCopyPauseLimit = limit }));
         Assert.Contains(expected, ex.Message);
     }
+
+    [Fact]
+    public void Page_connections_default_to_two_and_are_checked()
+    {
+        Assert.Equal(2, MigrationRequestParser.Parse(new StartMigrationRequest { Technique = "precopy" }).PageConnections);
+        Assert.Equal(0, MigrationRequestParser.Parse(new StartMigrationRequest { Technique = "precopy", PageConnections = 0 }).PageConnections);
+        Assert.Equal(4, MigrationRequestParser.Parse(new StartMigrationRequest { Technique = "precopy", PageConnections = 4 }).PageConnections);
+        var ex = Assert.Throws<ArgumentException>(() => MigrationRequestParser.Parse(new StartMigrationRequest { Technique = "precopy", PageConnections = 9 }));
+        Assert.Contains("page connections must be 0 to 8", ex.Message);
+    }
 }

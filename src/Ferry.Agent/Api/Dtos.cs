@@ -74,6 +74,9 @@ public sealed record StartMigrationRequest
     /// <summary>Post-copy: how long a paused post-copy is kept, all pauses together, e.g. "10min" (the default).</summary>
     public string? PostCopyPauseLimit { get; init; }
 
+    /// <summary>Page connections besides the control connection (0 to 8); null = 2.</summary>
+    public int? PageConnections { get; init; }
+
     /// <summary>"ADDRESS:PORT" to connect to instead of the migration endpoint the target reports (a tunnel or proxy in between); null = as reported.</summary>
     public string? MigrationEndpoint { get; init; }
 }

@@ -72,6 +72,7 @@ public static class MigrationRequestParser
             HybridRounds = r.HybridRounds ?? Core.Policy.HybridPolicy.DefaultRounds,
             PostCopyRecoveryTimeout = retryWindow,
             PostCopyPauseLimit = pauseLimit,
+            PageConnections = r.PageConnections ?? new MigrationOptions().PageConnections,
         };
         try
         {

@@ -51,6 +51,7 @@ public sealed class DestinationMigration
     private static readonly TimeSpan RecoverySlice = TimeSpan.FromMilliseconds(100);
 
     private readonly HostInfo _self;
+    private readonly Microsoft.Extensions.Logging.ILogger _logger;
     private readonly DestinationLimits _limits;
     private readonly Func<Offer, string?>? _admit;
     private readonly TimeProvider _time;
@@ -73,8 +74,9 @@ public sealed class DestinationMigration
 
     /// <param name="admit">Returns a refusal reason, or null to accept (e.g. a VM id already present).</param>
     public DestinationMigration(Stream authenticatedStream, HostInfo self, DestinationLimits limits, Func<Offer, string?>? admit = null,
-        TimeProvider? timeProvider = null)
+        TimeProvider? timeProvider = null, Microsoft.Extensions.Logging.ILogger? logger = null)
     {
+        _logger = logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _stream = authenticatedStream;
         _self = self;
         _limits = limits;
@@ -213,10 +215,13 @@ public sealed class DestinationMigration
             CloseReceivers();
             _postCopy?.Dispose();
         }
+        string id = Offer?.MigrationId ?? "?";
         if (m.Succeeded == true)
         {
+            Telemetry.EngineLog.IncomingCompleted(_logger, id);
             return _vm!;
         }
+        Telemetry.EngineLog.IncomingFailed(_logger, id, m.Failure?.ToString() ?? "", m.Error ?? "");
         if (m.RunningAt is null && _cause is not null)
         {
             // Nothing ran here: the cause itself says best what went wrong (a bad frame, a closed stream).
@@ -448,6 +453,7 @@ public sealed class DestinationMigration
                     PageConnections = pageConnections,
                 }));
                 _writer.Flush();
+                Telemetry.EngineLog.Receiving(_logger, Offer!.MigrationId, config.Id, config.MemoryBytes, pageConnections);
                 break;
             }
             case DestinationCommandKind.TellSource:
@@ -466,6 +472,7 @@ public sealed class DestinationMigration
                 AwaitPages(m, c.Value, c.PostCopy);
                 break;
             case DestinationCommandKind.SendSwitchoverVerdict:
+                Telemetry.EngineLog.Verdict(_logger, Offer!.MigrationId, c.Verdict.DigestMatches ? "digests match" : "refused: " + c.Verdict.Problem);
                 _writer.Write(FrameType.SwitchoverReady, ControlJson.Encode(new SwitchoverReady
                 {
                     DigestMatches = c.Verdict.DigestMatches,
@@ -492,6 +499,10 @@ public sealed class DestinationMigration
                 break;
             }
             case DestinationCommandKind.SendPostCopyVerdict:
+                foreach (double ms in _postCopy!.Pages.Latencies.SamplesMs())
+                {
+                    Telemetry.MigrationTelemetry.FaultLatency.Record(ms);
+                }
                 _postCopy!.Send(FrameType.PostCopyComplete, ControlJson.Encode(_postCopy.Verdict(c.Verdict.DigestMatches,
                     MemoryDigest.Format(c.Verdict.Digest), c.Verdict.Problem)));
                 break;
@@ -500,6 +511,7 @@ public sealed class DestinationMigration
                 _vm = _postCopy.Vm;
                 break;
             case DestinationCommandKind.PausePageWaits:
+                Telemetry.EngineLog.Paused(_logger, Offer!.MigrationId);
                 // No page can arrive until the source is back: waiting vCPUs keep waiting, bounded by the recovery deadline instead of their page timeout.
                 _stream.Dispose();
                 _postCopy!.Pages.PauseWaitDeadlines();
@@ -508,6 +520,7 @@ public sealed class DestinationMigration
                 AwaitSource(m, ct);
                 break;
             case DestinationCommandKind.ResumeOnNewConnection:
+                Telemetry.EngineLog.SourceBack(_logger, Offer!.MigrationId);
                 _postCopy!.Resume(_stream);
                 _postCopy.Pages.ResumeWaitDeadlines();
                 break;
@@ -530,6 +543,7 @@ public sealed class DestinationMigration
             _limits.PostCopyRecovery?.Register(Offer!.MigrationId, () => Volatile.Read(ref _stream).Dispose());
             pc.Start(_time);
             _ranVm = true;
+            Telemetry.EngineLog.Running(_logger, Offer!.MigrationId, guest.Config.Id, $" by post-copy: {pc.Pages.Missing} pages still at the source");
             // Pushed pages may come on the page connections again (the source pushes only once it hears the VM runs).
             Volatile.Write(ref _pagesOpen, _receivers.Count > 0 || m.PageConnections > 0 ? 1 : 0);
             m.HandlePostCopyProgress(pc.Pages.Missing);
@@ -541,6 +555,7 @@ public sealed class DestinationMigration
         _vm = VirtualMachine.Restore(guest.Config, guest.HandOver(), guest.Vcpus);
         _vm.Start();
         _ranVm = true;
+        Telemetry.EngineLog.Running(_logger, Offer!.MigrationId, guest.Config.Id, "");
         m.HandleVmRunning(Now);
     }
 

@@ -79,6 +79,7 @@ internal sealed class ReceivedGuest : IDisposable
         installer.Flush();
         Interlocked.Add(ref _hashTicks, ticks);
         Interlocked.Add(ref _received, pages);
+        Telemetry.MigrationTelemetry.PagesReceived.Add(pages);
         return pages;
     }
 
@@ -97,6 +98,7 @@ internal sealed class ReceivedGuest : IDisposable
             Digest.Set(e.Page, zero ? GuestMemory.ZeroPageHash : System.IO.Hashing.XxHash3.HashToUInt64(e.Data));
         }
         Interlocked.Add(ref _received, pages);
+        Telemetry.MigrationTelemetry.PagesReceived.Add(pages);
         return duplicates;
     }
 

@@ -39,6 +39,8 @@ public sealed class SourceMigration : ISendLoop
     private readonly HostInfo _sourceHost;
     private readonly HostInfo _destinationEndpoint;
     private readonly ISourceLinks? _links;
+    private readonly Microsoft.Extensions.Logging.ILogger _logger;
+    private Telemetry.SourceObserver? _observer;
     private readonly TimeProvider _time;
     private readonly long _epoch;
     private readonly SourceInbox _inbox = new();
@@ -75,7 +77,8 @@ public sealed class SourceMigration : ISendLoop
         HostInfo sourceHost,
         HostInfo destinationEndpoint,
         ISourceLinks? links = null,
-        TimeProvider? timeProvider = null)
+        TimeProvider? timeProvider = null,
+        Microsoft.Extensions.Logging.ILogger? logger = null)
     {
         options.Validate();
         _migrationId = migrationId;
@@ -89,6 +92,7 @@ public sealed class SourceMigration : ISendLoop
         // post-copy pacing). Null = a broken link after switchover is final, and post-copy is never paced automatically.
         _links = links;
         _time = timeProvider ?? TimeProvider.System;
+        _logger = logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _epoch = _time.GetTimestamp();
         _stream = authenticatedStream;
         _writer = new FrameWriter(authenticatedStream);
@@ -140,6 +144,8 @@ public sealed class SourceMigration : ISendLoop
         long opsAtPause = -1;
         var m = new SourceMigrationMachine(_settings, Now);
         _machine = m;
+        using var observer = new Telemetry.SourceObserver(_logger, m, _migrationId, _vm.Id, _memory.SizeBytes);
+        _observer = observer;
         _sender = new PageSender(_memory, _writer, this, _time, _sent);
         _inline = new InlinePageOutput(_sender, () => _writer, this, m.CountWireBytes, () => m.RoundSent);
         using CancellationTokenRegistration onCancel = cancellationToken.Register(() => _inbox.Post(new SourceInput(SourceInputKind.Cancel)));
@@ -151,6 +157,7 @@ public sealed class SourceMigration : ISendLoop
                 try
                 {
                     Step(m, ref opsAtPause);
+                    observer.AfterStep();
                 }
                 catch (Exception ex) when (m.Outcome is null)
                 {
@@ -172,7 +179,9 @@ public sealed class SourceMigration : ISendLoop
             }
             _postCopyPaused = false;
         }
-        return Report(m, startedAt, baseline, opsAtStart, opsAtPause);
+        SourceResult result = Report(m, startedAt, baseline, opsAtStart, opsAtPause);
+        observer.OnEnd(result.Report);
+        return result;
     }
 
     /// <summary>One turn of the loop: inputs in, one command out and done, or a wait for the next input or timer.</summary>
@@ -184,6 +193,7 @@ public sealed class SourceMigration : ISendLoop
                 if (m.TryPoll(Now, out SourceCommand command))
                 {
                     _commandPhase = m.Phase;
+                    _observer!.OnCommand(command);
                     try
                     {
                         if (command.Kind == SourceCommandKind.PauseVm)
@@ -662,7 +672,9 @@ public sealed class SourceMigration : ISendLoop
         }
         catch (Exception ex)
         {
-            m.HandleReconnectFailed(ex is MigrationFailedException ? ex.Message : ReturnPath.Wrap(ex, "reconnecting").Message, retryable: true, Now);
+            string reason = ex is MigrationFailedException ? ex.Message : ReturnPath.Wrap(ex, "reconnecting").Message;
+            _observer?.OnReconnectFailed(reason);
+            m.HandleReconnectFailed(reason, retryable: true, Now);
         }
         finally
         {
@@ -753,6 +765,7 @@ public sealed class SourceMigration : ISendLoop
         {
             // Bytes a page connection wrote count wherever they went (even on one given up on since).
             BatchReport b = input.Batch;
+            _observer?.OnBatch(b.Pages, b.ZeroPages, b.WireBytes);
             m.CountWireBytes(b.WireBytes);
             m.Refund(b.TakenBytes - (int)b.WireBytes, now);
             m.HandleBatchSent(b.Pages, b.ZeroPages, b.FirstTime, now);
@@ -1017,6 +1030,7 @@ public sealed class SourceMigration : ISendLoop
     public bool AfterBatch(int pages, int zeroPages, int firstTime, long wireBytes)
     {
         SourceMigrationMachine m = _machine!;
+        _observer?.OnBatch(pages, zeroPages, wireBytes);
         m.CountWireBytes(wireBytes);
         m.HandleBatchSent(pages, zeroPages, firstTime, Now);
         DrainInbox(TimeSpan.Zero);

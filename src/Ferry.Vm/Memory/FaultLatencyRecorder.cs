@@ -56,6 +56,18 @@ public sealed class FaultLatencyRecorder
         return (ToMs(sorted[Rank(0.50, n)]), ToMs(sorted[Rank(0.99, n)]), ToMs(Interlocked.Read(ref _maxTicks)));
     }
 
+    /// <summary>Every recorded sample in milliseconds, in the order recorded (at most the capacity).</summary>
+    public double[] SamplesMs()
+    {
+        int n = (int)Math.Min(Count, _ticks.Length);
+        var ms = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            ms[i] = ToMs(Volatile.Read(ref _ticks[i]));
+        }
+        return ms;
+    }
+
     private static int Rank(double q, int n) => Math.Clamp((int)Math.Ceiling(q * n) - 1, 0, n - 1);
 
     private static double ToMs(long ticks) => ticks * 1000.0 / Stopwatch.Frequency;

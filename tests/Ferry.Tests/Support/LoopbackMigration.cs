@@ -73,7 +73,8 @@ internal static class LoopbackMigration
     public static Outcome Run(VirtualMachine vm, MigrationOptions options, Func<Stream, Stream>? wrapSource = null, CancellationToken ct = default,
         DirtyLogChoice dirtyLog = DirtyLogChoice.Software, DestinationLimits? limits = null, Func<Stream, Stream>? wrapReconnected = null,
         PageInstallChoice? pageInstall = null, Func<bool>? linkDown = null, Action<SourceMigration>? onSource = null,
-        Func<Stream, LinkDelivery?>? linkDelivery = null, int pageConnections = 0, TransportOptions? transport = null)
+        Func<Stream, LinkDelivery?>? linkDelivery = null, int pageConnections = 0, TransportOptions? transport = null,
+        Microsoft.Extensions.Logging.ILogger? logger = null)
     {
         // Every connection of the migration (first, page connections, reconnections) is set up with these options (TLS included, when given).
         transport ??= Transport;
@@ -113,7 +114,7 @@ internal static class LoopbackMigration
         ISourceLinks? links = limits is { PostCopyRecovery: null, PageChannels: null } or null && linkDelivery is null
             ? null
             : new Links(linkLimits, linkDown, wrapReconnected, linkDelivery, transport);
-        var source = new SourceMigration("m-test", vm, s, options, log, HostIdentity.Local("src"), HostIdentity.Local("dest"), links);
+        var source = new SourceMigration("m-test", vm, s, options, log, HostIdentity.Local("src"), HostIdentity.Local("dest"), links, logger: logger);
         onSource?.Invoke(source);
         SourceResult result = source.Run(ct);
         client.Dispose();
