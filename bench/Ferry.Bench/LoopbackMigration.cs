@@ -68,15 +68,28 @@ internal static class LoopbackMigration
     /// Migrates <paramref name="vm"/> (running) and returns the source's report. Bounded by <paramref name="timeout"/>.
     /// The report names the backends used: <c>DirtyLog.Backend</c> (source) and <c>PageInstall.Backend</c> (destination, from its OfferAccepted).
     /// </summary>
-    public static Result Run(VirtualMachine vm, MigrationOptions options, PageInstallChoice pageInstall, string migrationId, TimeSpan timeout)
+    /// <param name="pageConnections">Page connections besides the control one (0, the default: everything on one connection, as the other verbs measure).</param>
+    /// <param name="transport">Connection settings (TLS among them); null: <see cref="Transport"/>.</param>
+    public static Result Run(VirtualMachine vm, MigrationOptions options, PageInstallChoice pageInstall, string migrationId, TimeSpan timeout,
+        int pageConnections = 0, TransportOptions? transport = null)
     {
         using var cts = new CancellationTokenSource(timeout);
         long t0 = Stopwatch.GetTimestamp();
-        var limits = new DestinationLimits { PageInstall = pageInstall };
+        transport ??= Transport;
+        options = options with { PageConnections = pageConnections };
+        var limits = new DestinationLimits
+        {
+            PageInstall = pageInstall,
+            PageChannels = pageConnections > 0 ? new PageChannelRegistry() : null,
+        };
+        // Page connections arrive as an agent's listener would hand them over: a destination session dispatches each by its first frame.
+        LoopbackLinks? links = pageConnections > 0
+            ? new LoopbackLinks(transport, c => new DestinationMigration(c.Stream, HostIdentity.Local("127.0.0.1 (bench destination)"), limits).RunOrResume(cts.Token)?.Dispose())
+            : null;
         // As MigrationManager does: a forced kernel log the host cannot give fails here, before any connection.
         using IDirtyLog log = DirtyLogFactory.Create(vm.Memory, options.DirtyLog, workload: vm.Workload);
         // Both ends authenticated by Ferry.Transport, as the agent's connector and listener do.
-        var (client, server) = LoopbackPair.Open(Transport);
+        var (client, server) = LoopbackPair.Open(transport);
         // As MigrationListener does once the handshake is done: a silent peer cannot hold the destination forever.
         server.Socket.ReceiveTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
         server.Socket.SendTimeout = (int)limits.IdleTimeout.TotalMilliseconds;
@@ -119,7 +132,7 @@ internal static class LoopbackMigration
         try
         {
             var source = new SourceMigration(migrationId, vm, clientStream, options, log,
-                HostIdentity.Local("127.0.0.1 (bench source)"), HostIdentity.Local("127.0.0.1 (bench destination)"));
+                HostIdentity.Local("127.0.0.1 (bench source)"), HostIdentity.Local("127.0.0.1 (bench destination)"), links);
             // SourceMigration.Run closes the stream when it ends.
             result = source.Run(cts.Token);
         }

@@ -67,6 +67,17 @@ internal static class Program
               --no-warmup        skip the small untimed warm-up migrations
               --out PATH         JSON results (default bench-results/postcopy-<timestamp>.json)
 
+          connections   the stream migration over 0, 1, 2, 4 page connections and over TLS, each against
+                        raw TCP (1 stream, same bytes) measured right after it, with the process's CPU
+                        per GB moved (both ends run in this process)
+              --memory SIZE      guest RAM (default 1GiB)
+              --connections L    comma list of page-connection counts (default 0,1,2,4)
+              --tls L            off,on (default both; TLS runs with 0 and 2 page connections)
+              --page-install P   auto | uffd | copy (default auto)
+              --repeats N        repeats (default 3), variants rotating; medians are reported
+              --no-warmup        skip the small untimed warm-up migrations
+              --out PATH         JSON results (default bench-results/connections-<timestamp>.json)
+
         Tiered compilation is off (runtimeconfig); DOTNET_TieredCompilation overrides it and is reported.
         """;
 
@@ -85,6 +96,8 @@ internal static class Program
                     return InstallBenchmark.Execute(args);
                 case "postcopy":
                     return PostCopyBenchmark.Execute(args);
+                case "connections":
+                    return ConnectionsBenchmark.Execute(args);
                 case "help" or "--help" or "-h":
                     Console.WriteLine(Usage);
                     return 0;

@@ -46,25 +46,17 @@ internal static class LoopbackMigration
     {
         public bool CanOpen => limits is { PostCopyRecovery: not null } or { PageChannels: not null };
 
+        private readonly LoopbackLinks _loopback = new(transport, server =>
+            new DestinationMigration(server.Stream, HostIdentity.Local("dest"), limits!).RunOrResume(CancellationToken.None)?.Dispose());
+
         public Stream Open(CancellationToken ct)
         {
             if (!CanOpen || linkDown?.Invoke() == true)
             {
                 throw new IOException("connection refused (test: link down)");
             }
-            var (client, server) = LoopbackPair.Open(transport);
-            new Thread(() =>
-            {
-                try
-                {
-                    new DestinationMigration(server.Stream, HostIdentity.Local("dest"), limits!).RunOrResume(CancellationToken.None)?.Dispose();
-                }
-                catch (Exception)
-                {
-                    server.Dispose();
-                }
-            }) { IsBackground = true }.Start();
-            return wrapReconnected?.Invoke(client.Stream) ?? client.Stream;
+            Stream client = _loopback.Open(ct);
+            return wrapReconnected?.Invoke(client) ?? client;
         }
 
         public LinkDelivery? Delivered(Stream stream) => linkDelivery?.Invoke(stream);
