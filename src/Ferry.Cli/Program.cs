@@ -12,6 +12,7 @@ public static class Program
             MigrateCommand.Create(),
             AgentCommand.Create(),
             CapabilitiesCommand.Create(),
+            CertsCommand.Create(),
         };
         ParseResult parse = root.Parse(args);
         if (parse.Errors.Count > 0)

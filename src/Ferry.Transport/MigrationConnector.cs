@@ -44,6 +44,8 @@ public static class MigrationConnector
     /// <summary>
     /// TLS (when configured) and the key handshake on a connected socket, either side, each bounded
     /// by <see cref="TransportOptions.HandshakeTimeout"/> so a silent peer costs one attempt, not a hang.
+    /// Every failure is a <see cref="TransportException"/> (or the key handshake's
+    /// <see cref="ProtocolException"/>) whose message says what the peer did and what this host expected.
     /// </summary>
     internal static MigrationConnection Authenticate(Socket socket, TransportOptions options, string remote, bool client)
     {
@@ -55,32 +57,29 @@ public static class MigrationConnector
             int limit = (int)Math.Min(int.MaxValue, options.HandshakeTimeout.TotalMilliseconds);
             socket.ReceiveTimeout = limit;
             socket.SendTimeout = limit;
-            if (options.Tls is { } tls)
-            {
-                if (!client && PeekFirstByte(socket) is { } first && first != TlsLayer.HandshakeRecord)
-                {
-                    throw new TransportException($"connection from {remote} refused: it did not start TLS (this agent requires TLS; start the source with --tls)");
-                }
-                stream = client ? TlsLayer.Client(net, tls, remote) : TlsLayer.Server(net, tls, remote);
-            }
-            else if (!client && PeekFirstByte(socket) == TlsLayer.HandshakeRecord)
-            {
-                throw new TransportException($"connection from {remote} refused: it started TLS, and this agent runs without TLS");
-            }
             try
             {
-                if (client)
+                if (options.Tls is { } tls)
                 {
-                    MigrationHandshake.RunClient(stream, options.Key);
+                    // A plain source's first bytes are the key handshake's "FERRYMIG": refuse it by name
+                    // rather than letting SslStream fail on it with a generic record error.
+                    if (!client && PeekFirstByte(socket) is { } first && first != TlsLayer.HandshakeRecord)
+                    {
+                        throw new TransportException($"connection from {remote} refused: it did not start TLS (this agent requires TLS; "
+                            + "give the source agent --tls-cert, --tls-key and --tls-ca)");
+                    }
+                    stream = client ? TlsLayer.Client(net, tls, remote) : TlsLayer.Server(net, tls, remote);
                 }
-                else
+                else if (!client && PeekFirstByte(socket) == TlsLayer.HandshakeRecord)
                 {
-                    MigrationHandshake.RunServer(stream, options.Key);
+                    throw new TransportException($"connection from {remote} refused: it started TLS, and this agent runs without TLS "
+                        + "(give both agents --tls-cert, --tls-key and --tls-ca, or neither)");
                 }
+                RunKeyHandshake(stream, options, remote, client);
             }
-            catch (IOException io) when (options.Tls is null && client)
+            catch (Exception ex) when (TimedOut(ex))
             {
-                throw new TransportException($"{remote} closed the connection during the key handshake: {io.Message} (does it require TLS?)", io);
+                throw new TransportException($"no handshake within {options.HandshakeTimeout.TotalSeconds:0.###} s from {remote}", ex);
             }
             socket.ReceiveTimeout = 0;
             socket.SendTimeout = 0;
@@ -93,7 +92,60 @@ public static class MigrationConnector
         }
     }
 
-    /// <summary>The first byte the peer sent, without taking it (null if it closed first or sent nothing in time).</summary>
+    /// <summary>
+    /// The cluster-key handshake. A peer that closes before sending a byte of it is saying something
+    /// the handshake's own error ("connection closed during the handshake") does not: a TLS agent
+    /// closes on a plain source that way, and a TLS peer that refused this host's certificate
+    /// (which in TLS 1.3 it does only after the TLS handshake is through) too.
+    /// </summary>
+    private static void RunKeyHandshake(Stream stream, TransportOptions options, string remote, bool client)
+    {
+        // The handshake reads only its own bytes, so the counter can stand in front of the stream for
+        // the handshake alone; the connection keeps the stream itself.
+        var counted = new ReadCountingStream(stream);
+        try
+        {
+            if (client)
+            {
+                MigrationHandshake.RunClient(counted, options.Key);
+            }
+            else
+            {
+                MigrationHandshake.RunServer(counted, options.Key);
+            }
+        }
+        catch (Exception ex) when (counted.BytesRead == 0 && PeerClosed(ex) && (client || options.Tls is not null))
+        {
+            throw new TransportException(options.Tls is { } tls
+                ? TlsLayer.RefusedOurCertificate(tls, remote, client)
+                : $"connection to {remote} refused: it closed the connection without answering the key handshake, as an agent that requires TLS does (this host runs without TLS)", ex);
+        }
+    }
+
+    /// <summary>The peer closed or reset the connection (as opposed to staying silent).</summary>
+    private static bool PeerClosed(Exception ex) =>
+        ex is ProtocolException { Kind: ProtocolErrorKind.Truncated } || SocketErrorIn(ex) is SocketError.ConnectionReset or SocketError.ConnectionAborted;
+
+    /// <summary>A read or write ran into the handshake timeout set on the socket.</summary>
+    private static bool TimedOut(Exception ex) => SocketErrorIn(ex) is SocketError.TimedOut;
+
+    /// <summary>The socket error under a stream or TLS exception (SslStream wraps the socket's in one or two IOExceptions).</summary>
+    private static SocketError? SocketErrorIn(Exception ex)
+    {
+        for (Exception? e = ex; e is not null; e = e.InnerException)
+        {
+            if (e is SocketException s)
+            {
+                return s.SocketErrorCode;
+            }
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// The first byte the peer sent, without taking it; null if it closed first. A timeout is thrown,
+    /// not swallowed: the handshake after the peek would only wait out the same timeout again.
+    /// </summary>
     private static byte? PeekFirstByte(Socket socket)
     {
         Span<byte> one = stackalloc byte[1];
@@ -101,7 +153,7 @@ public static class MigrationConnector
         {
             return socket.Receive(one, SocketFlags.Peek) == 1 ? one[0] : null;
         }
-        catch (SocketException)
+        catch (SocketException s) when (s.SocketErrorCode is not SocketError.TimedOut)
         {
             return null;
         }

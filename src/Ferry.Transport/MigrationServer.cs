@@ -87,7 +87,8 @@ public sealed class MigrationServer : IDisposable
             {
                 _open.Remove(socket);
             }
-            _refused(remote, ex is IOException ? $"no handshake within {_options.HandshakeTimeout.TotalSeconds:0} s" : ex.Message);
+            // A timeout arrives as a TransportException that says so; an IOException here is a connection lost part-way.
+            _refused(remote, ex is IOException ? $"connection lost during the handshake: {ex.Message}" : ex.Message);
             return;
         }
         try

@@ -76,10 +76,25 @@ public static class AgentHost
         endpoints.Api = api;
         // Resolving the listener binds the migration port.
         app.Services.GetRequiredService<MigrationListener>();
+        LogMigrationTransport(app.Services.GetRequiredService<AgentOptions>(), app.Services.GetRequiredService<ILogger<MigrationListener>>());
         app.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(() =>
         {
             app.Services.GetRequiredService<MigrationManager>().Dispose();
         });
         return api;
+    }
+
+    /// <summary>Says once, at start, whether migrations here are TLS: a mixed cluster refuses every migration across the divide.</summary>
+    private static void LogMigrationTransport(AgentOptions options, ILogger logger)
+    {
+        if (options.Tls is { } tls)
+        {
+            Log.MigrationsOverTls(logger, tls.Certificate.Subject, tls.Certificate.NotAfter.ToUniversalTime(), tls.Authority.Subject,
+                tls.RequireClientCertificate ? "mutual: sources must present one too" : "sources need not present one");
+        }
+        else
+        {
+            Log.MigrationsWithoutTls(logger);
+        }
     }
 }

@@ -40,4 +40,10 @@ internal static partial class Log
 
     [LoggerMessage(12, LogLevel.Error, "VM {VmId} (migration {MigrationId}) from {Remote} ran here by post-copy but could not be completed: {Reason}")]
     public static partial void IncomingPostCopyLost(ILogger logger, string vmId, string migrationId, string remote, string reason);
+
+    [LoggerMessage(13, LogLevel.Information, "Migrations use TLS: this host's certificate {Subject} (valid until {NotAfter:u}); peers' certificates must chain to the CA {Authority} ({ClientCertificates})")]
+    public static partial void MigrationsOverTls(ILogger logger, string subject, DateTime notAfter, string authority, string clientCertificates);
+
+    [LoggerMessage(14, LogLevel.Information, "Migrations use plain TCP without TLS: peers prove the cluster key, but the stream is not encrypted")]
+    public static partial void MigrationsWithoutTls(ILogger logger);
 }

@@ -21,7 +21,10 @@ internal static class AgentCommand
         var dirtyLog = new Option<string>("--dirty-log") { Description = "dirty log for migrations that do not name one: auto, kernel or software", DefaultValueFactory = _ => "auto" };
         var pageInstall = new Option<string>("--page-install") { Description = "how incoming pages are installed, and so how post-copy catches missing pages: auto, uffd (UFFDIO_COPY runs; userfaultfd faults) or copy (plain copies; software present checks)", DefaultValueFactory = _ => "auto" };
         var pauseLimit = new Option<string>("--post-copy-pause-limit") { Description = "how long a VM arriving by post-copy waits for its source after the link broke, before it is stopped and discarded", DefaultValueFactory = _ => "10m" };
-        var cmd = new Command("agent", "Run a host agent: runs VMs, accepts migrations, serves the control API") { listen, keyFile, migrationListen, maxMemory, dirtyLog, pageInstall, pauseLimit };
+        var tlsCert = new Option<string?>("--tls-cert") { Description = "this host's certificate (PEM) for TLS on migration connections, both ways; needs --tls-key and --tls-ca (ferry certs writes test ones)" };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "the private key (PEM) of --tls-cert" };
+        var tlsCa = new Option<string?>("--tls-ca") { Description = "the CA (PEM) every peer's certificate must chain to; peers must present one (mutual TLS)" };
+        var cmd = new Command("agent", "Run a host agent: runs VMs, accepts migrations, serves the control API") { listen, keyFile, migrationListen, maxMemory, dirtyLog, pageInstall, pauseLimit, tlsCert, tlsKey, tlsCa };
         cmd.SetAction(async (parse, ct) =>
         {
             var api = AgentOptions.ParseEndpoint(parse.GetValue(listen)!, "--listen");
@@ -68,7 +71,8 @@ internal static class AgentCommand
             {
                 throw new UsageException(ex.Message);
             }
-            var options = new AgentOptions { ApiEndpoint = api, MigrationEndpoint = mig, Key = key, MaxVmMemoryBytes = max, DefaultDirtyLog = dirtyLogChoice, PageInstall = installChoice, PostCopyPauseLimit = pauseLimitValue };
+            Transport.TlsOptions? tls = LoadTls(parse.GetValue(tlsCert), parse.GetValue(tlsKey), parse.GetValue(tlsCa));
+            var options = new AgentOptions { ApiEndpoint = api, MigrationEndpoint = mig, Key = key, MaxVmMemoryBytes = max, DefaultDirtyLog = dirtyLogChoice, PageInstall = installChoice, PostCopyPauseLimit = pauseLimitValue, Tls = tls };
             await using var app = AgentHost.Build(options);
             string url;
             try
@@ -88,5 +92,27 @@ internal static class AgentCommand
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>TLS from the three files, or none; two of three is a usage error, as is a file that cannot serve.</summary>
+    private static Transport.TlsOptions? LoadTls(string? certificate, string? key, string? authority)
+    {
+        var given = new (string Option, string? Path)[] { ("--tls-cert", certificate), ("--tls-key", key), ("--tls-ca", authority) };
+        if (given.All(g => g.Path is null))
+        {
+            return null;
+        }
+        if (given.Where(g => g.Path is null).Select(g => g.Option).ToArray() is { Length: > 0 } missing)
+        {
+            throw new UsageException($"--tls-cert, --tls-key and --tls-ca go together (missing: {string.Join(", ", missing)})");
+        }
+        try
+        {
+            return Transport.Tls.TlsFiles.Load(certificate!, key!, authority!);
+        }
+        catch (Transport.TransportException ex)
+        {
+            throw new UsageException(ex.Message);
+        }
     }
 }

@@ -1,23 +1,35 @@
 using System.Diagnostics;
+using System.Net;
 using Ferry.Protocol.Handshake;
+using Ferry.Transport.Tls;
 
 namespace Ferry.Cli.Commands;
 
 /// <summary>
 /// Two `ferry agent` child processes on loopback with a fresh cluster key, for `ferry migrate`
-/// with no --from/--to. Their logs go to a file; they are ended (by the ids we started) on dispose.
+/// with no --from/--to; with TLS, also a throwaway CA and a certificate for each. Their logs go to
+/// a file; they are ended (by the ids we started) on dispose, and the key and certificates deleted.
 /// </summary>
 internal sealed class ChildAgents : IAsyncDisposable
 {
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
+
+    /// <summary>Long enough for any one `ferry migrate` (the default --timeout is 1 h, a paused post-copy may wait 10 min more).</summary>
+    private static readonly TimeSpan CertificateValidity = TimeSpan.FromDays(2);
+
     private readonly List<Process> _processes = [];
     private readonly string _dir;
+
+    /// <summary>The throwaway CA and certificates (with --tls); deleted on dispose even when the log is kept.</summary>
+    private readonly string _tlsDir;
+    private bool _tls;
 
     private ChildAgents(string dir)
     {
         _dir = dir;
         KeyFile = Path.Combine(dir, "cluster.key");
         LogFile = Path.Combine(dir, "agents.log");
+        _tlsDir = Path.Combine(dir, "tls");
     }
 
     public string KeyFile { get; }
@@ -31,7 +43,8 @@ internal sealed class ChildAgents : IAsyncDisposable
 
     public Uri Destination { get; private set; } = null!;
 
-    public static async Task<ChildAgents> StartAsync(CancellationToken ct)
+    /// <param name="tls">Start both agents with TLS on migration connections, certificates from a CA made for this run.</param>
+    public static async Task<ChildAgents> StartAsync(bool tls, CancellationToken ct)
     {
         string dir = Directory.CreateTempSubdirectory("ferry-").FullName;
         var agents = new ChildAgents(dir);
@@ -41,6 +54,10 @@ internal sealed class ChildAgents : IAsyncDisposable
             if (!OperatingSystem.IsWindows())
             {
                 File.SetUnixFileMode(agents.KeyFile, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
+            if (tls)
+            {
+                agents.WriteCertificates();
             }
             var a = agents.StartOne("source", ct);
             var b = agents.StartOne("destination", ct);
@@ -71,6 +88,13 @@ internal sealed class ChildAgents : IAsyncDisposable
         foreach (string arg in new[] { "agent", "--listen", "127.0.0.1:0", "--key-file", KeyFile })
         {
             psi.ArgumentList.Add(arg);
+        }
+        if (_tls)
+        {
+            foreach (string arg in new[] { "--tls-cert", Path.Combine(_tlsDir, role + ".pem"), "--tls-key", Path.Combine(_tlsDir, role + "-key.pem"), "--tls-ca", Path.Combine(_tlsDir, "ca.pem") })
+            {
+                psi.ArgumentList.Add(arg);
+            }
         }
         var process = Process.Start(psi) ?? throw new InvalidOperationException("could not start a child agent");
         lock (_processes)
@@ -116,6 +140,20 @@ internal sealed class ChildAgents : IAsyncDisposable
         }
     }
 
+    /// <summary>A CA for this run alone (its key is never used again) and one certificate per agent, named by role.</summary>
+    private void WriteCertificates()
+    {
+        Directory.CreateDirectory(_tlsDir);
+        using var ca = TestAuthority.Create("ferry migrate CA " + Path.GetFileName(_dir), CertificateValidity);
+        ca.WriteAuthority(_tlsDir);
+        foreach (string role in new[] { "source", "destination" })
+        {
+            using var host = ca.Issue(role, [IPAddress.Loopback], CertificateValidity);
+            TestAuthority.WriteHost(_tlsDir, role, host);
+        }
+        _tls = true;
+    }
+
     public async ValueTask DisposeAsync()
     {
         Process[] processes;
@@ -142,6 +180,10 @@ internal sealed class ChildAgents : IAsyncDisposable
         try
         {
             File.Delete(KeyFile);
+            if (Directory.Exists(_tlsDir))
+            {
+                Directory.Delete(_tlsDir, recursive: true);
+            }
             if (!KeepLog)
             {
                 Directory.Delete(_dir, recursive: true);

@@ -54,11 +54,13 @@ internal static class MigrateCommand
         var retryWindow = new Option<string?>("--post-copy-retry-window") { Description = "post-copy: how long the source reconnects on its own after the link broke (default 30s)" };
         var pauseLimit = new Option<string?>("--post-copy-pause-limit") { Description = "post-copy: how long a paused post-copy is kept before it fails (default 10m)" };
         var resume = new Option<string?>("--resume") { Description = "resume the paused post-copy migration with this id on --from (needs --key-file), then follow it to the end" };
+        var tls = new Option<bool>("--tls") { Description = "TLS between the two agents this command starts (a throwaway CA and certificates, deleted afterwards); not with --from/--to, whose agents have their own --tls-* options" };
         var cmd = new Command("migrate", "Migrate a running VM between two agents, with live progress and a report")
         {
             memory, vcpus, workload, fill, technique, dirtyLog, maxBandwidth, downtime, maxRounds, dirtyThreshold, ramMultiple, timeout,
             hybridRounds, baseline, from, to, keyFile, vm, report, json, retryWindow, pauseLimit, resume,
         };
+        cmd.Options.Add(tls);
         cmd.SetAction(async (p, ct) =>
         {
             var s = new Settings(
@@ -67,13 +69,19 @@ internal static class MigrateCommand
                 p.GetValue(timeout), p.GetValue(hybridRounds), ParseDuration(p.GetValue(baseline)!, "--baseline"),
                 ParseUrl(p.GetValue(from), "--from"), ParseUrl(p.GetValue(to), "--to"), p.GetValue(keyFile), p.GetValue(vm),
                 p.GetValue(report)!, p.GetValue(json), p.GetValue(retryWindow), p.GetValue(pauseLimit), p.GetValue(resume));
+            bool useTls = p.GetValue(tls);
+            if (useTls && (s.From is not null || s.ResumeId is not null))
+            {
+                // Agents someone else started already chose TLS or not with their own --tls-cert/--tls-key/--tls-ca.
+                throw new UsageException("--tls is for the two agents ferry migrate starts itself; agents given by --from/--to use TLS when started with --tls-cert, --tls-key and --tls-ca");
+            }
             if (s.ResumeId is not null)
             {
                 ValidateResume(s);
                 return await ResumeAsync(s, ct).ConfigureAwait(false);
             }
             Validate(s);
-            return await RunAsync(s, ct).ConfigureAwait(false);
+            return await RunAsync(s, ct, useTls).ConfigureAwait(false);
         });
         return cmd;
     }
@@ -184,7 +192,7 @@ internal static class MigrateCommand
         PostCopyPauseLimit = s.PauseLimit,
     };
 
-    private static async Task<int> RunAsync(Settings s, CancellationToken ct)
+    private static async Task<int> RunAsync(Settings s, CancellationToken ct, bool tls)
     {
         ChildAgents? children = null;
         try
@@ -193,8 +201,8 @@ internal static class MigrateCommand
             ClusterKey key;
             if (s.From is null)
             {
-                Status(s, "starting two agents on loopback…");
-                children = await ChildAgents.StartAsync(ct).ConfigureAwait(false);
+                Status(s, tls ? "starting two agents on loopback, migrating over TLS (certificates from a throwaway CA)…" : "starting two agents on loopback…");
+                children = await ChildAgents.StartAsync(tls, ct).ConfigureAwait(false);
                 from = children.Source;
                 to = children.Destination;
                 key = ClusterKey.Load(children.KeyFile);
