@@ -27,8 +27,12 @@ public sealed class PostCopyRecoveryTests
         Fill = "random",
     };
 
+    /// <summary>Page connections every migration here uses beside its control connection (the default): a cut link cuts all of them.</summary>
+    private const int PageConnections = 2;
+
     private static StartMigrationRequest PostCopy(string vmId, AgentProcess dest, CuttableProxy? proxy, string? retryWindow = null) => new()
     {
+        PageConnections = PageConnections,
         VmId = vmId,
         Target = dest.Api.ToString(),
         Technique = "postcopy",
@@ -113,7 +117,7 @@ public sealed class PostCopyRecoveryTests
         await AssertCompletedAndRunsThere(done, dest, "cut", context);
         Assert.True(cuts == 3, $"{context}: only {cuts} cuts landed during post-copy");
         Assert.True(done.Report!.PostCopy.Recoveries == cuts, $"{context}: {done.Report.PostCopy.Recoveries} recoveries for {cuts} cuts");
-        Assert.True(proxy.Accepted >= 1 + cuts, context);
+        Assert.True(proxy.Accepted >= (1 + cuts) * (1 + PageConnections), context);
         IncomingView[] incoming = await dest.Client.ListIncomingAsync(default);
         Assert.Equal(cuts, incoming.Count(i => i.State == IncomingState.ResumedPostCopy));
         Assert.Contains(incoming, i => i.MigrationId == m.Id && i.State == IncomingState.Completed);
@@ -132,7 +136,8 @@ public sealed class PostCopyRecoveryTests
         // First pause: the link stays down past the 1 s of automatic retries; resumed through the API.
         await UntilPostCopyAt(source, m.Id, 0.15);
         proxy.Refusing = true;
-        Assert.Equal(1, proxy.CutAll());
+        // The migration's link: its control connection and its page connections.
+        Assert.Equal(1 + PageConnections, proxy.CutAll());
         MigrationView paused = await UntilAwaitingResume(source, m.Id);
         Assert.Equal(OutgoingState.PostCopyPaused, paused.State);
         Assert.Equal(MigrationPhase.PostCopyPaused, paused.Progress!.Phase);
@@ -151,7 +156,8 @@ public sealed class PostCopyRecoveryTests
         // Second pause, later in the same migration: resumed with `ferry migrate --resume`, which follows it to the end.
         await UntilPostCopyAt(source, m.Id, 0.5);
         proxy.Refusing = true;
-        Assert.Equal(1, proxy.CutAll());
+        // The migration's link: its control connection and its page connections.
+        Assert.Equal(1 + PageConnections, proxy.CutAll());
         await UntilAwaitingResume(source, m.Id);
         proxy.Refusing = false;
         string report = Path.Combine(Path.GetTempPath(), $"ferry-resume-{Guid.NewGuid():n}.json");
@@ -221,7 +227,8 @@ public sealed class PostCopyRecoveryTests
         var m = await source.Client.StartMigrationAsync(PostCopy("late", dest, proxy), default);
         await UntilPostCopyAt(source, m.Id, 0.15);
         proxy.Refusing = true;
-        Assert.Equal(1, proxy.CutAll());
+        // The migration's link: its control connection and its page connections.
+        Assert.Equal(1 + PageConnections, proxy.CutAll());
         await Wait.UntilAsync(() => dest.Client.ListIncomingAsync(default), l => l.Any(i => i.MigrationId == m.Id && i.State == IncomingState.Failed), Long,
             "the destination to stop waiting after its 1 s pause limit");
 

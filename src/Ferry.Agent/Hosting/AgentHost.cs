@@ -37,6 +37,7 @@ public static class AgentHost
         builder.Services.AddSingleton<VmRegistry>();
         builder.Services.AddSingleton<MigrationManager>();
         builder.Services.AddSingleton<MigrationListener>();
+        AgentTelemetry.Add(builder);
         builder.Services.ConfigureHttpJsonOptions(o =>
         {
             o.SerializerOptions.PropertyNamingPolicy = AgentJson.Options.PropertyNamingPolicy;
@@ -47,6 +48,7 @@ public static class AgentHost
         });
         var app = builder.Build();
         app.UseMiddleware<ApiAuthMiddleware>();
+        AgentTelemetry.Map(app);
         ApiEndpoints.Map(app, "agent-" + Guid.NewGuid().ToString("n")[..8]);
         // Malformed JSON bodies become a 400 with one clear line, not an HTML error page.
         app.Use(async (ctx, next) =>

@@ -26,6 +26,12 @@ internal sealed class ApiAuthMiddleware
     public async Task InvokeAsync(HttpContext context)
     {
         HttpRequest request = context.Request;
+        if (HttpMethods.IsGet(request.Method) && request.Path == AgentTelemetry.MetricsPath)
+        {
+            // A scrape target: Prometheus cannot sign requests, and the metrics change nothing.
+            await _next(context).ConfigureAwait(false);
+            return;
+        }
         if (request.ContentLength > MaxBodyBytes)
         {
             await Refuse(context, StatusCodes.Status413PayloadTooLarge, "request body too large").ConfigureAwait(false);

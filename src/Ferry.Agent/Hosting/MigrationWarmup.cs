@@ -20,6 +20,8 @@ public static class MigrationWarmup
 {
     public static void Run(TlsOptions? tls = null)
     {
+        // Not the operator's migrations: they stay out of /metrics and the traces.
+        using IDisposable quiet = Engine.Telemetry.MigrationTelemetry.Quiet();
         var transport = new TransportOptions { Key = new ClusterKey(System.Text.Encoding.ASCII.GetBytes(ClusterKey.Generate())), Tls = tls };
         RunOne(MigrationTechnique.PreCopy, transport);
         RunOne(MigrationTechnique.PostCopy, transport);

@@ -53,8 +53,11 @@ public sealed class MigrationListener : IDisposable
         public string? Error;
     }
 
-    public MigrationListener(VmRegistry vms, AgentOptions options, ILogger<MigrationListener> logger, AgentEndpoints endpoints)
+    private readonly ILogger _engineLogger;
+
+    public MigrationListener(VmRegistry vms, AgentOptions options, ILogger<MigrationListener> logger, AgentEndpoints endpoints, ILoggerFactory loggers)
     {
+        _engineLogger = loggers.CreateLogger("Ferry.Engine.Destination");
         _vms = vms;
         _options = options;
         _logger = logger;
@@ -115,7 +118,7 @@ public sealed class MigrationListener : IDisposable
             {
                 Log.IncomingStarted(_logger, offer.VmId, offer.MigrationId, incoming.Remote);
                 return _vms.Contains(offer.VmId) ? $"a VM with id '{offer.VmId}' already runs on this agent" : null;
-            });
+            }, logger: _engineLogger);
             incoming.Session = session;
             VirtualMachine? received = session.RunOrResume(_stop.Token);
             if (received is not { } vm)

@@ -29,8 +29,11 @@ public sealed class MigrationManager : IDisposable
     private readonly ILogger _logger;
     private readonly Func<string> _selfEndpoint;
 
-    public MigrationManager(VmRegistry vms, AgentOptions options, ILogger<MigrationManager> logger, AgentEndpoints endpoints)
+    private readonly ILogger _engineLogger;
+
+    public MigrationManager(VmRegistry vms, AgentOptions options, ILogger<MigrationManager> logger, AgentEndpoints endpoints, ILoggerFactory loggers)
     {
+        _engineLogger = loggers.CreateLogger("Ferry.Engine.Source");
         _vms = vms;
         _options = options;
         _logger = logger;
@@ -127,7 +130,7 @@ public sealed class MigrationManager : IDisposable
             connection = MigrationConnector.Connect(migrationEndpoint, _options.Transport, job.Cancel.Token);
             job.State = OutgoingState.Running;
             var session = new SourceMigration(job.Id, vm, links.Adopt(connection), options, dirtyLog,
-                HostIdentity.Local(_selfEndpoint()), HostIdentity.Local(job.Target) with { HostName = "", Endpoint = job.Target }, links);
+                HostIdentity.Local(_selfEndpoint()), HostIdentity.Local(job.Target) with { HostName = "", Endpoint = job.Target }, links, logger: _engineLogger);
             job.Session = session;
             connection = null; // the session owns and closes it
             SourceResult result = session.Run(job.Cancel.Token);

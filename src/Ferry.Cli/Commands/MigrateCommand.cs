@@ -27,7 +27,7 @@ internal static class MigrateCommand
         string Memory, int Vcpus, string Workload, string Fill, string Technique, string DirtyLog, string? MaxBandwidth, string? DowntimeLimit,
         int? MaxRounds, long? DirtyThreshold, double? MaxRamMultiple, string? Timeout, int? HybridRounds, TimeSpan Baseline,
         Uri? From, Uri? To, string? KeyFile, string? VmId, string ReportPath, bool Json,
-        string? RetryWindow = null, string? PauseLimit = null, string? ResumeId = null);
+        string? RetryWindow = null, string? PauseLimit = null, string? ResumeId = null, int? Connections = null);
 
     public static Command Create()
     {
@@ -54,6 +54,7 @@ internal static class MigrateCommand
         var retryWindow = new Option<string?>("--post-copy-retry-window") { Description = "post-copy: how long the source reconnects on its own after the link broke (default 30s)" };
         var pauseLimit = new Option<string?>("--post-copy-pause-limit") { Description = "post-copy: how long a paused post-copy is kept before it fails (default 10m)" };
         var resume = new Option<string?>("--resume") { Description = "resume the paused post-copy migration with this id on --from (needs --key-file), then follow it to the end" };
+        var connections = new Option<int?>("--connections") { Description = "page connections beside the control connection, 0 to 8 (default 2): page batches are spread over them; offers, state and post-copy page requests keep the control connection" };
         var tls = new Option<bool>("--tls") { Description = "TLS between the two agents this command starts (a throwaway CA and certificates, deleted afterwards); not with --from/--to, whose agents have their own --tls-* options" };
         var cmd = new Command("migrate", "Migrate a running VM between two agents, with live progress and a report")
         {
@@ -61,6 +62,7 @@ internal static class MigrateCommand
             hybridRounds, baseline, from, to, keyFile, vm, report, json, retryWindow, pauseLimit, resume,
         };
         cmd.Options.Add(tls);
+        cmd.Options.Add(connections);
         cmd.SetAction(async (p, ct) =>
         {
             var s = new Settings(
@@ -68,7 +70,11 @@ internal static class MigrateCommand
                 p.GetValue(maxBandwidth), p.GetValue(downtime), p.GetValue(maxRounds), p.GetValue(dirtyThreshold), p.GetValue(ramMultiple),
                 p.GetValue(timeout), p.GetValue(hybridRounds), ParseDuration(p.GetValue(baseline)!, "--baseline"),
                 ParseUrl(p.GetValue(from), "--from"), ParseUrl(p.GetValue(to), "--to"), p.GetValue(keyFile), p.GetValue(vm),
-                p.GetValue(report)!, p.GetValue(json), p.GetValue(retryWindow), p.GetValue(pauseLimit), p.GetValue(resume));
+                p.GetValue(report)!, p.GetValue(json), p.GetValue(retryWindow), p.GetValue(pauseLimit), p.GetValue(resume), p.GetValue(connections));
+            if (s.Connections is < 0 or > MigrationOptions.MaxPageConnections)
+            {
+                throw new UsageException($"--connections must be 0 to {MigrationOptions.MaxPageConnections}");
+            }
             bool useTls = p.GetValue(tls);
             if (useTls && (s.From is not null || s.ResumeId is not null))
             {
@@ -190,6 +196,7 @@ internal static class MigrateCommand
         Timeout = s.Timeout,
         PostCopyRetryWindow = s.RetryWindow,
         PostCopyPauseLimit = s.PauseLimit,
+        PageConnections = s.Connections,
     };
 
     private static async Task<int> RunAsync(Settings s, CancellationToken ct, bool tls)

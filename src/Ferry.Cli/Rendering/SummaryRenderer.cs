@@ -32,6 +32,9 @@ internal static class SummaryRenderer
             $"{pages.Sent:N0} sent ({pages.Unique:N0} unique, {pages.Resent:N0} re-sent, {pages.ZeroSent:N0} zero), {pages.NeverWrittenSkipped:N0} never-written skipped; " +
             $"{UnitParser.FormatBytes(pages.WireBytes)} on the wire for {UnitParser.FormatBytes(pages.RawBytes)} of pages")));
         table.AddRow("total migration time", Ms(t.TotalMs));
+        table.AddRow("connections", Markup.Escape(r.Settings.PageConnectionsUsed > 0
+            ? string.Create(inv, $"control + {r.Settings.PageConnectionsUsed} page connections")
+            : "one connection for everything"));
         table.AddRow("application degradation", Markup.Escape(d.BaselineOpsPerSecond > 0
             ? string.Create(inv, $"{d.BaselineOpsPerSecond:N0} ops/s before → {d.DuringOpsPerSecond:N0} ops/s during ({d.DegradationPercent:0.0}% lower; {WhereCounted(d)}") +
               // Without a live round the "live" span is only the offer, a few ms: its rate is noise.

@@ -499,9 +499,12 @@ public sealed class DestinationMigration
                 break;
             }
             case DestinationCommandKind.SendPostCopyVerdict:
-                foreach (double ms in _postCopy!.Pages.Latencies.SamplesMs())
+                if (Telemetry.MigrationTelemetry.Enabled)
                 {
-                    Telemetry.MigrationTelemetry.FaultLatency.Record(ms);
+                    foreach (double ms in _postCopy!.Pages.Latencies.SamplesMs())
+                    {
+                        Telemetry.MigrationTelemetry.FaultLatency.Record(ms);
+                    }
                 }
                 _postCopy!.Send(FrameType.PostCopyComplete, ControlJson.Encode(_postCopy.Verdict(c.Verdict.DigestMatches,
                     MemoryDigest.Format(c.Verdict.Digest), c.Verdict.Problem)));

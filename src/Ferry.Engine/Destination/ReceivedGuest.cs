@@ -19,6 +19,7 @@ internal sealed class ReceivedGuest : IDisposable
     private int _pendingWords;
 
     private readonly TimeProvider _time;
+    private readonly bool _metered = Telemetry.MigrationTelemetry.Enabled;
 
     public ReceivedGuest(VmConfig config, GuestMemory memory, TimeProvider time)
     {
@@ -79,7 +80,10 @@ internal sealed class ReceivedGuest : IDisposable
         installer.Flush();
         Interlocked.Add(ref _hashTicks, ticks);
         Interlocked.Add(ref _received, pages);
-        Telemetry.MigrationTelemetry.PagesReceived.Add(pages);
+        if (_metered)
+        {
+            Telemetry.MigrationTelemetry.PagesReceived.Add(pages);
+        }
         return pages;
     }
 
@@ -98,7 +102,10 @@ internal sealed class ReceivedGuest : IDisposable
             Digest.Set(e.Page, zero ? GuestMemory.ZeroPageHash : System.IO.Hashing.XxHash3.HashToUInt64(e.Data));
         }
         Interlocked.Add(ref _received, pages);
-        Telemetry.MigrationTelemetry.PagesReceived.Add(pages);
+        if (_metered)
+        {
+            Telemetry.MigrationTelemetry.PagesReceived.Add(pages);
+        }
         return duplicates;
     }
 

@@ -15,10 +15,27 @@ public static class MigrationTelemetry
 
     public static readonly ActivitySource Source = new(Name, "1.0");
 
+    private static readonly AsyncLocal<bool> QuietHere = new();
+
+    /// <summary>False inside <see cref="Quiet"/> (on this thread and the threads it starts): nothing is recorded.</summary>
+    public static bool Enabled => !QuietHere.Value;
+
+    /// <summary>Records nothing until disposed, here and on threads started meanwhile: for migrations that are not the operator's (the agent's warm-up).</summary>
+    public static IDisposable Quiet()
+    {
+        QuietHere.Value = true;
+        return new Restore();
+    }
+
+    private sealed class Restore : IDisposable
+    {
+        public void Dispose() => QuietHere.Value = false;
+    }
+
     public static readonly Meter Meter = new(Name, "1.0");
 
     /// <summary>Bytes put on the link by sources (frames, headers included), by page kind for page frames.</summary>
-    public static readonly Counter<long> WireBytes = Meter.CreateCounter<long>("ferry.migration.wire_bytes", "By", "Bytes the source put on the link");
+    public static readonly Counter<long> WireBytes = Meter.CreateCounter<long>("ferry.migration.wire", "By", "Bytes the source put on the link");
 
     /// <summary>Pages sent, by kind: live, stop-and-copy, post-copy.</summary>
     public static readonly Counter<long> Pages = Meter.CreateCounter<long>("ferry.migration.pages", "{page}", "Pages sent by sources, by round kind");

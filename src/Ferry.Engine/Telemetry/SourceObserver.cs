@@ -22,6 +22,7 @@ internal sealed class SourceObserver : IDisposable
     private Activity? _recovery;
     private int _roundsSeen;
     private int _recoveriesSeen;
+    private readonly bool _enabled;
 
     public SourceObserver(ILogger logger, SourceMigrationMachine m, string migrationId, string vmId, long memoryBytes)
     {
@@ -30,7 +31,8 @@ internal sealed class SourceObserver : IDisposable
         _id = migrationId;
         string technique = m.Settings.Options.Technique.ToWire();
         _technique = new("technique", technique);
-        _migration = MigrationTelemetry.Source.StartActivity("ferry.migration", ActivityKind.Internal);
+        _enabled = MigrationTelemetry.Enabled;
+        _migration = _enabled ? MigrationTelemetry.Source.StartActivity("ferry.migration", ActivityKind.Internal) : null;
         _migration?.SetTag("migration.id", migrationId);
         _migration?.SetTag("vm.id", vmId);
         _migration?.SetTag("vm.memory_bytes", memoryBytes);
@@ -65,7 +67,10 @@ internal sealed class SourceObserver : IDisposable
         {
             RoundRecord r = rounds[_roundsSeen];
             EngineLog.RoundEnded(_logger, _id, r.Round, r.Kind, r.PagesSent, r.WireBytes, r.DurationMs, r.PagesDirtied, r.Decision, r.Reason);
-            MigrationTelemetry.Rounds.Add(1, new KeyValuePair<string, object?>("kind", r.Kind), _technique);
+            if (_enabled)
+            {
+                MigrationTelemetry.Rounds.Add(1, new KeyValuePair<string, object?>("kind", r.Kind), _technique);
+            }
             if (_round is { } span)
             {
                 span.SetTag("round.pages", r.PagesSent);
@@ -82,6 +87,10 @@ internal sealed class SourceObserver : IDisposable
     /// <summary>A page frame went out.</summary>
     public void OnBatch(int pages, int zeroPages, long wireBytes)
     {
+        if (!_enabled)
+        {
+            return;
+        }
         var kind = new KeyValuePair<string, object?>("kind", _m.RoundKind.ToWire());
         MigrationTelemetry.Pages.Add(pages, kind);
         MigrationTelemetry.WireBytes.Add(wireBytes, kind);
@@ -96,7 +105,7 @@ internal sealed class SourceObserver : IDisposable
     private void StartRound(int round, RoundKind kind)
     {
         _round?.Dispose();
-        _round = MigrationTelemetry.Source.StartActivity("ferry.migration.round", ActivityKind.Internal, _migration?.Context ?? default);
+        _round = !_enabled ? null : MigrationTelemetry.Source.StartActivity("ferry.migration.round", ActivityKind.Internal, _migration?.Context ?? default);
         _round?.SetTag("round.number", round);
         _round?.SetTag("round.kind", kind.ToWire());
     }
@@ -117,7 +126,7 @@ internal sealed class SourceObserver : IDisposable
                 StartRound(_m.Round, RoundKind.PostCopy);
                 break;
             case MigrationPhase.PostCopyPaused:
-                _recovery = MigrationTelemetry.Source.StartActivity("ferry.migration.recovery", ActivityKind.Internal, _migration?.Context ?? default);
+                _recovery = !_enabled ? null : MigrationTelemetry.Source.StartActivity("ferry.migration.recovery", ActivityKind.Internal, _migration?.Context ?? default);
                 EngineLog.LinkLost(_logger, _id, _m.PauseDetail(TimeSpan.Zero) is { } d ? d : "link lost");
                 break;
         }
@@ -126,7 +135,7 @@ internal sealed class SourceObserver : IDisposable
             _recovery?.SetTag("recovery.pages_sent_again", _m.PagesSentAgain);
             _recovery?.Dispose();
             _recovery = null;
-            for (; _recoveriesSeen < _m.Recoveries; _recoveriesSeen++)
+            for (; _enabled && _recoveriesSeen < _m.Recoveries; _recoveriesSeen++)
             {
                 MigrationTelemetry.Recoveries.Add(1, _technique);
             }
@@ -142,11 +151,14 @@ internal sealed class SourceObserver : IDisposable
         _round?.Dispose();
         _recovery?.SetStatus(ActivityStatusCode.Error, "post-copy never reconnected");
         _recovery?.Dispose();
-        MigrationTelemetry.Migrations.Add(1, new KeyValuePair<string, object?>("outcome", outcome), _technique);
-        MigrationTelemetry.TotalTime.Record(r.Timing.TotalMs, _technique);
-        if (r.Timing.DowntimeMs > 0)
+        if (_enabled)
         {
-            MigrationTelemetry.Downtime.Record(r.Timing.DowntimeMs, _technique);
+            MigrationTelemetry.Migrations.Add(1, new KeyValuePair<string, object?>("outcome", outcome), _technique);
+            MigrationTelemetry.TotalTime.Record(r.Timing.TotalMs, _technique);
+            if (r.Timing.DowntimeMs > 0)
+            {
+                MigrationTelemetry.Downtime.Record(r.Timing.DowntimeMs, _technique);
+            }
         }
         if (_migration is { } span)
         {

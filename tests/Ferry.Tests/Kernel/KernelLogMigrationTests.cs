@@ -12,7 +12,8 @@ namespace Ferry.Tests.Kernel;
 /// </summary>
 public sealed class KernelLogMigrationTests
 {
-    private const long OpsPerVcpu = 60_000;
+    // Long enough (4 s of guest work) that a slow migration on a loaded 2-core machine still ends before the guest does.
+    private const long OpsPerVcpu = 160_000;
 
     [LinuxTheory(HostNeeds.KernelDirtyLog)]
     [InlineData("memtouch:rate=40000,wss=16MiB,pattern=zipf,seed=7")]

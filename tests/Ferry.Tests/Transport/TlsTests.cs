@@ -328,7 +328,7 @@ public sealed class TlsTests
         Vcpus = 1,
         Workload = "memtouch:rate=20000,wss=8MiB,pattern=uniform,content=random,seed=22",
         Fill = RamFill.Random,
-        OpsLimitPerVcpu = 100_000,
+        OpsLimitPerVcpu = 160_000,
     };
 
     private static readonly Lazy<ulong> RefusedExpectedDigest = new(() => ReferenceRun.Digest(RefusedConfig));
