@@ -12,6 +12,22 @@ public static class MigrationConnector
     /// <summary>An authenticated connection to <paramref name="endpoint"/>. Throws <see cref="TransportException"/> (or the handshake's <see cref="ProtocolException"/>) with the reason.</summary>
     public static MigrationConnection Connect(IPEndPoint endpoint, TransportOptions options, CancellationToken ct)
     {
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            MigrationConnection c = ConnectOnce(endpoint, options, ct);
+            TransportLog.Connected(options.Logger, endpoint.ToString(), c.Encrypted ? "TLS" : "plain TCP", System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            return c;
+        }
+        catch (Exception ex) when (ex is TransportException or ProtocolException)
+        {
+            TransportLog.ConnectFailed(options.Logger, endpoint.ToString(), ex.Message);
+            throw;
+        }
+    }
+
+    private static MigrationConnection ConnectOnce(IPEndPoint endpoint, TransportOptions options, CancellationToken ct)
+    {
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {

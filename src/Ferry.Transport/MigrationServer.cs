@@ -88,11 +88,14 @@ public sealed class MigrationServer : IDisposable
                 _open.Remove(socket);
             }
             // A timeout arrives as a TransportException that says so; an IOException here is a connection lost part-way.
-            _refused(remote, ex is IOException ? $"connection lost during the handshake: {ex.Message}" : ex.Message);
+            string reason = ex is IOException ? $"connection lost during the handshake: {ex.Message}" : ex.Message;
+            TransportLog.Refused(_options.Logger, remote, reason);
+            _refused(remote, reason);
             return;
         }
         try
         {
+            TransportLog.Accepted(_options.Logger, remote, connection.Encrypted ? "TLS" : "plain TCP");
             _accepted(connection);
         }
         finally

@@ -36,4 +36,7 @@ public sealed record TransportOptions
     public int ReceiveBufferBytes { get; init; } = DefaultSocketBuffer;
 
     public int UnsentBytesLimit { get; init; } = DefaultUnsentBytesLimit;
+
+    /// <summary>Where connection events are logged (connects, accepts, refusals); none by default.</summary>
+    public Microsoft.Extensions.Logging.ILogger Logger { get; init; } = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
 }

@@ -30,10 +30,13 @@ public sealed class MigrationManager : IDisposable
     private readonly Func<string> _selfEndpoint;
 
     private readonly ILogger _engineLogger;
+    private readonly TransportOptions _transport;
 
     public MigrationManager(VmRegistry vms, AgentOptions options, ILogger<MigrationManager> logger, AgentEndpoints endpoints, ILoggerFactory loggers)
     {
         _engineLogger = loggers.CreateLogger("Ferry.Engine.Source");
+        // Outgoing connections log through the transport (the listener logs its refusals itself, with the incoming list).
+        _transport = options.Transport with { Logger = loggers.CreateLogger("Ferry.Transport") };
         _vms = vms;
         _options = options;
         _logger = logger;
@@ -126,8 +129,8 @@ public sealed class MigrationManager : IDisposable
             // A forced kernel log the host cannot give fails here, before anything touches the VM.
             using IDirtyLog dirtyLog = DirtyLogFactory.Create(vm.Memory, options.DirtyLog, workload: vm.Workload);
             // Every connection of this migration (the first, page connections, reconnections after a post-copy break) comes from here.
-            var links = new TcpSourceLinks(migrationEndpoint, _options.Transport);
-            connection = MigrationConnector.Connect(migrationEndpoint, _options.Transport, job.Cancel.Token);
+            var links = new TcpSourceLinks(migrationEndpoint, _transport);
+            connection = MigrationConnector.Connect(migrationEndpoint, _transport, job.Cancel.Token);
             job.State = OutgoingState.Running;
             var session = new SourceMigration(job.Id, vm, links.Adopt(connection), options, dirtyLog,
                 HostIdentity.Local(_selfEndpoint()), HostIdentity.Local(job.Target) with { HostName = "", Endpoint = job.Target }, links, logger: _engineLogger);
