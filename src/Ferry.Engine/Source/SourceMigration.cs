@@ -31,6 +31,9 @@ public sealed class SourceMigration : ISendLoop
 
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>The shortest wait this thread makes (a semaphore wait rounds to whole milliseconds): shorter ones are not waited out.</summary>
+    private static readonly TimeSpan TimerResolution = TimeSpan.FromMilliseconds(1);
+
     private readonly string _migrationId;
     private readonly VirtualMachine _vm;
     private readonly GuestMemory _memory;
@@ -108,6 +111,7 @@ public sealed class SourceMigration : ISendLoop
             CanReconnect = links?.CanOpen == true,
             CanMeasureLink = links is not null,
             PageConnections = links?.CanOpen == true ? options.PageConnections : 0,
+            TimerResolution = TimerResolution,
         };
     }
 
@@ -227,7 +231,8 @@ public sealed class SourceMigration : ISendLoop
                         m.HandleTimeout(Now);
                         return;
                     }
-                    wait = wait < IdleTick ? wait : IdleTick;
+                    // Never a wait shorter than the clock can sleep: that would be a spin.
+                    wait = wait < TimerResolution ? TimerResolution : wait < IdleTick ? wait : IdleTick;
                 }
                 DrainInbox(wait);
                 if (m.NextTimeout() is { } due && Now >= due)
@@ -1018,8 +1023,9 @@ public sealed class SourceMigration : ISendLoop
         while (StillCurrent(m))
         {
             TimeSpan left = until - Now;
-            if (left <= TimeSpan.Zero)
+            if (left <= TimerResolution)
             {
+                // What is left is paid by the next wait; spinning it out would only take a core from the guest.
                 return true;
             }
             DrainInbox(left);

@@ -105,7 +105,8 @@ internal sealed class PostCopyScheduler
     }
 
     /// <summary>What to do next; with <see cref="Step.Wait"/>, until <paramref name="wakeAt"/> or (when demand may go first) the next page request.</summary>
-    public Step Next(TimeSpan now, SourcePacer pacer, out TimeSpan wakeAt)
+    /// <param name="resolution">Debts at or below this go at once (see <see cref="SourceMachineSettings.TimerResolution"/>).</param>
+    public Step Next(TimeSpan now, SourcePacer pacer, TimeSpan resolution, out TimeSpan wakeAt)
     {
         wakeAt = now;
         if (Remaining <= 0)
@@ -122,7 +123,7 @@ internal sealed class PostCopyScheduler
             return Step.AnswerDemand;
         }
         TimeSpan owed = pacer.Owed(now);
-        if (owed <= TimeSpan.Zero)
+        if (owed <= resolution)
         {
             _pushTurn = false;
             _demandSincePush = 0;

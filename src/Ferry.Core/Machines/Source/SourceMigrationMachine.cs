@@ -778,7 +778,7 @@ public sealed class SourceMigrationMachine
 
     private void SchedulePostCopy(TimeSpan now)
     {
-        switch (_postCopy.Next(now, _pacer, out TimeSpan wakeAt))
+        switch (_postCopy.Next(now, _pacer, _settings.TimerResolution, out TimeSpan wakeAt))
         {
             case PostCopyScheduler.Step.Finished:
                 Timeline.LastPageSentAt = now;
