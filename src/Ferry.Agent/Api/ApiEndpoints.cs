@@ -31,8 +31,12 @@ internal static class ApiEndpoints
 
         app.MapGet("/v1/vms", (VmRegistry vms) => Results.Json(vms.List().ToArray(), opts));
 
-        app.MapPost("/v1/vms", (CreateVmRequest req, VmRegistry vms, AgentOptions options, ILogger<VmRegistry> logger) =>
+        app.MapPost("/v1/vms", (CreateVmRequest req, VmRegistry vms, AgentOptions options, MigrationManager migrations, ILogger<VmRegistry> logger) =>
         {
+            if (migrations.Draining)
+            {
+                return Error(503, new AgentShuttingDownException().Message);
+            }
             VmConfig config;
             try
             {
@@ -42,9 +46,10 @@ internal static class ApiEndpoints
             {
                 return Error(400, ex.Message);
             }
-            if (vms.Contains(config.Id))
+            VmRegistry.AdmitResult admit = vms.CheckCreate(config.Id, config.MemoryBytes);
+            if (admit != VmRegistry.AdmitResult.Admitted)
             {
-                return Error(409, $"a VM with id '{config.Id}' already exists");
+                return Error(admit == VmRegistry.AdmitResult.OverBudget ? 507 : 409, vms.Describe(admit, config.Id, config.MemoryBytes));
             }
             VirtualMachine vm;
             try
@@ -57,8 +62,10 @@ internal static class ApiEndpoints
             }
             if (!vms.TryAdd(vm))
             {
+                // Another create or an incoming offer took the id or the memory while this one allocated.
                 vm.Dispose();
-                return Error(409, $"a VM with id '{config.Id}' already exists");
+                admit = vms.CheckCreate(config.Id, config.MemoryBytes);
+                return Error(admit == VmRegistry.AdmitResult.OverBudget ? 507 : 409, vms.Describe(admit, config.Id, config.MemoryBytes));
             }
             vm.Start();
             Log.VmCreated(logger, vm.Id, vm.Memory.SizeBytes, config.Vcpus, config.Workload);
@@ -75,11 +82,35 @@ internal static class ApiEndpoints
             _ => Error(404, $"no VM '{id}' on this agent"),
         });
 
+        app.MapPost("/v1/vms/{id}/resume", (string id, bool? force, VmRegistry vms, ILogger<VmRegistry> logger) =>
+        {
+            VmRegistry.ResumeResult r = vms.Resume(id, force == true);
+            switch (r)
+            {
+                case VmRegistry.ResumeResult.Resumed:
+                    Log.VmForceResumed(logger, id, force == true);
+                    return Results.Json(vms.View(id), opts, statusCode: 200);
+                case VmRegistry.ResumeResult.NeedsForce:
+                    return Error(409, $"VM '{id}' was kept paused because its switchover was not confirmed: the destination may be running it. " +
+                        "If you know it does not (the destination is gone), resume it with ?force=true");
+                case VmRegistry.ResumeResult.NotPaused:
+                    return Error(409, $"VM '{id}' is not paused: nothing to resume");
+                case VmRegistry.ResumeResult.Migrating:
+                    return Error(409, $"VM '{id}' is being migrated; cancel the migration first");
+                default:
+                    return Error(404, $"no VM '{id}' on this agent");
+            }
+        });
+
         app.MapPost("/v1/migrations", (StartMigrationRequest req, MigrationManager migrations) =>
         {
             try
             {
                 return Results.Json(migrations.Start(req), opts, statusCode: 202);
+            }
+            catch (AgentShuttingDownException ex)
+            {
+                return Error(503, ex.Message);
             }
             catch (KeyNotFoundException ex)
             {
@@ -152,8 +183,9 @@ internal static class ApiEndpoints
         {
             config.Validate();
         }
-        catch (ArgumentOutOfRangeException ex)
+        catch (ArgumentException ex) when (ex.ParamName is not null)
         {
+            // The reason for people, without .NET's "(Parameter 'Id')".
             throw new ArgumentException(ex.Message.Split(" (Parameter")[0]);
         }
         return config;

@@ -77,6 +77,9 @@ public sealed record StartMigrationRequest
     /// <summary>Page connections besides the control connection (0 to 8); null = 2.</summary>
     public int? PageConnections { get; init; }
 
+    /// <summary>Fail when nothing moves for this long (e.g. "10s"); default: the source agent's --stall-timeout.</summary>
+    public string? StallTimeout { get; init; }
+
     /// <summary>"ADDRESS:PORT" to connect to instead of the migration endpoint the target reports (a tunnel or proxy in between); null = as reported.</summary>
     public string? MigrationEndpoint { get; init; }
 }

@@ -65,7 +65,7 @@ public sealed class AgentClient : IDisposable
             request.Content = new ByteArrayContent(bytes);
             request.Content.Headers.ContentType = new("application/json");
         }
-        request.Headers.TryAddWithoutValidation(ApiSignature.Header, ApiSignature.Sign(_key, method.Method, path, bytes, _time.GetUtcNow()));
+        request.Headers.TryAddWithoutValidation(ApiSignature.Header, ApiSignature.Sign(_key, BaseAddress.Authority, method.Method, path, bytes, _time.GetUtcNow()));
         HttpResponseMessage response;
         try
         {
@@ -88,9 +88,13 @@ public sealed class AgentClient : IDisposable
                         message = e;
                     }
                 }
-                catch (JsonException)
+                catch (Exception ex) when (ex is JsonException or NotSupportedException)
                 {
-                    // Not our error body; keep the status line.
+                    // Not our error body; keep the status line (and say so when it is not even JSON).
+                    if (response.Content.Headers.ContentType?.MediaType is { } type && !type.Contains("json", StringComparison.OrdinalIgnoreCase))
+                    {
+                        message = $"{NotAnAgent(response).Message}; {message}";
+                    }
                 }
                 throw new AgentApiException(response.StatusCode, message);
             }
@@ -98,10 +102,21 @@ public sealed class AgentClient : IDisposable
             {
                 return default!;
             }
-            return await response.Content.ReadFromJsonAsync<T>(AgentJson.Options, ct).ConfigureAwait(false)
-                ?? throw new AgentApiException(response.StatusCode, "agent sent an empty body");
+            try
+            {
+                return await response.Content.ReadFromJsonAsync<T>(AgentJson.Options, ct).ConfigureAwait(false)
+                    ?? throw new AgentApiException(response.StatusCode, "agent sent an empty body");
+            }
+            catch (Exception ex) when (ex is JsonException or NotSupportedException)
+            {
+                throw NotAnAgent(response);
+            }
         }
     }
+
+    /// <summary>What to say when the answer is not the API's JSON: the URL most likely points at something else.</summary>
+    private AgentApiException NotAnAgent(HttpResponseMessage response) =>
+        new(response.StatusCode, $"{BaseAddress.ToString().TrimEnd('/')}: not a Ferry agent (got {response.Content.Headers.ContentType?.MediaType ?? "no content type"})");
 
     public void Dispose() => _http.Dispose();
 }

@@ -30,7 +30,17 @@ public static class AgentHost
         // A failed start is reported by `ferry agent` in one line; the host's own multi-line dump adds nothing.
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
         logging?.Invoke(builder.Logging);
-        builder.WebHost.UseKestrel(k => k.Listen(options.ApiEndpoint));
+        builder.WebHost.UseKestrel(k =>
+        {
+            k.Listen(options.ApiEndpoint);
+            // Kestrel's own cap too (chunked bodies included), behind the auth middleware's.
+            k.Limits.MaxRequestBodySize = ApiAuthMiddleware.MaxBodyBytes;
+            k.Limits.MaxRequestHeadersTotalSize = 32 << 10;
+        });
+        // On SIGTERM the agent waits for migrations in progress (AgentShutdown) before the host stops.
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.ShutdownTimeout + TimeSpan.FromSeconds(15));
+        // A body that is not the JSON an endpoint expects is a 400 with the documented {"error": ...}, not an empty 400.
+        builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<AgentEndpoints>();
@@ -47,22 +57,22 @@ public static class AgentHost
             }
         });
         var app = builder.Build();
-        app.UseMiddleware<ApiAuthMiddleware>();
-        AgentTelemetry.Map(app);
-        ApiEndpoints.Map(app, "agent-" + Guid.NewGuid().ToString("n")[..8]);
-        // Malformed JSON bodies become a 400 with one clear line, not an HTML error page.
+        // Malformed JSON bodies (and oversized ones) become one clear line in the documented error body.
         app.Use(async (ctx, next) =>
         {
             try
             {
                 await next(ctx).ConfigureAwait(false);
             }
-            catch (BadHttpRequestException ex)
+            catch (BadHttpRequestException ex) when (!ctx.Response.HasStarted)
             {
-                ctx.Response.StatusCode = 400;
-                await ctx.Response.WriteAsJsonAsync(new ErrorBody("bad request: " + ex.Message), AgentJson.Options).ConfigureAwait(false);
+                ctx.Response.StatusCode = ex.StatusCode;
+                await ctx.Response.WriteAsJsonAsync(new ErrorBody("bad request: " + BadRequestText(ex)), AgentJson.Options).ConfigureAwait(false);
             }
         });
+        app.UseMiddleware<ApiAuthMiddleware>();
+        AgentTelemetry.Map(app);
+        ApiEndpoints.Map(app, "agent-" + Guid.NewGuid().ToString("n")[..8]);
         return app;
     }
 
@@ -81,10 +91,17 @@ public static class AgentHost
         LogMigrationTransport(app.Services.GetRequiredService<AgentOptions>(), app.Services.GetRequiredService<ILogger<MigrationListener>>());
         app.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(() =>
         {
+            AgentShutdown.Drain(app.Services);
             app.Services.GetRequiredService<MigrationManager>().Dispose();
         });
         return api;
     }
+
+    /// <summary>The reason without ASP.NET's parameter plumbing ("Failed to read parameter \"CreateVmRequest req\" from the request body as JSON").</summary>
+    private static string BadRequestText(BadHttpRequestException ex) =>
+        ex.InnerException is System.Text.Json.JsonException json
+            ? "the body is not valid JSON for this request: " + json.Message.Split(" Path:")[0].Split(" LineNumber:")[0]
+            : ex.Message;
 
     /// <summary>Says once, at start, whether migrations here are TLS: a mixed cluster refuses every migration across the divide.</summary>
     private static void LogMigrationTransport(AgentOptions options, ILogger logger)

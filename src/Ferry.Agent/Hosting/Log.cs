@@ -29,6 +29,21 @@ internal static partial class Log
     [LoggerMessage(8, LogLevel.Warning, "Migration {MigrationId} of VM {VmId} failed; the VM keeps running here: {Reason}")]
     public static partial void OutgoingFailed(ILogger logger, string migrationId, string vmId, string reason);
 
+    [LoggerMessage(15, LogLevel.Error, "Migration {MigrationId} of VM {VmId} ended unconfirmed; the VM is kept paused here because the destination may be running it (resume it with POST /v1/vms/{VmId}/resume?force=true only if the destination is gone): {Reason}")]
+    public static partial void OutgoingUnconfirmed(ILogger logger, string migrationId, string vmId, string reason);
+
+    [LoggerMessage(16, LogLevel.Warning, "VM {VmId} resumed here by request (force: {Force}); if its destination runs it too, two copies now run")]
+    public static partial void VmForceResumed(ILogger logger, string vmId, bool force);
+
+    [LoggerMessage(17, LogLevel.Information, "Shutting down: refusing new work, waiting up to {TimeoutS:0} s for {Outgoing} outgoing and {Incoming} incoming migrations")]
+    public static partial void ShutdownWaiting(ILogger logger, double timeoutS, int outgoing, int incoming);
+
+    [LoggerMessage(18, LogLevel.Warning, "Shutdown timeout passed: cancelling {Outgoing} outgoing and stopping {Incoming} incoming migrations still in progress")]
+    public static partial void ShutdownTimedOut(ILogger logger, int outgoing, int incoming);
+
+    [LoggerMessage(19, LogLevel.Information, "Shutdown: every migration in progress ended")]
+    public static partial void ShutdownDrained(ILogger logger);
+
     [LoggerMessage(9, LogLevel.Information, "VM {VmId} created: {Memory} bytes, {Vcpus} vCPUs, {Workload}")]
     public static partial void VmCreated(ILogger logger, string vmId, long memory, int vcpus, string workload);
 

@@ -77,6 +77,21 @@ public sealed class MigrationListener : IDisposable
         Error = kv.Value.Error,
     });
 
+    /// <summary>Refused connections listed with their reason (older ones are only counted): a flood of them must not grow the list without end.</summary>
+    public const int RefusedListed = 32;
+
+    private readonly ConcurrentQueue<int> _refusedIds = new();
+    private long _refusedTotal;
+
+    /// <summary>Connections refused since start (the listing keeps the last <see cref="RefusedListed"/>).</summary>
+    public long RefusedTotal => Interlocked.Read(ref _refusedTotal);
+
+    /// <summary>Sessions receiving a VM now (the shutdown waits for them).</summary>
+    public int InProgress => _incoming.Values.Count(i => i.State is IncomingState.Receiving);
+
+    /// <summary>Set at shutdown: offers are refused from then on.</summary>
+    public bool Draining { get; set; }
+
     private void Connected(string remote, System.Net.Sockets.Socket socket)
     {
         var incoming = new Incoming { Remote = remote, Id = Interlocked.Increment(ref _nextId) };
@@ -92,6 +107,15 @@ public sealed class MigrationListener : IDisposable
         incoming.State = IncomingState.Refused;
         incoming.Error = reason;
         _byRemote.TryRemove(remote, out _);
+        Interlocked.Increment(ref _refusedTotal);
+        if (incoming.Id != 0)
+        {
+            _refusedIds.Enqueue(incoming.Id);
+            while (_refusedIds.Count > RefusedListed && _refusedIds.TryDequeue(out int old))
+            {
+                _incoming.TryRemove(old, out _);
+            }
+        }
         Log.MigrationRefused(_logger, remote, reason);
     }
 
@@ -100,10 +124,12 @@ public sealed class MigrationListener : IDisposable
         Incoming incoming = For(connection.Remote);
         _byRemote.TryRemove(connection.Remote, out _);
         bool handedOver = false;
+        string? reserved = null;
         try
         {
             var limits = new DestinationLimits
             {
+                IdleTimeout = _options.StallTimeout,
                 MaxMemoryBytes = _options.MaxVmMemoryBytes,
                 PageInstall = _options.PageInstall,
                 PostCopyRecovery = _recovery,
@@ -117,7 +143,18 @@ public sealed class MigrationListener : IDisposable
             var session = new DestinationMigration(connection.Stream, HostIdentity.Local(_endpoints.Api), limits, offer =>
             {
                 Log.IncomingStarted(_logger, offer.VmId, offer.MigrationId, incoming.Remote);
-                return _vms.Contains(offer.VmId) ? $"a VM with id '{offer.VmId}' already runs on this agent" : null;
+                if (Draining)
+                {
+                    return "this agent is shutting down";
+                }
+                // The id and the memory are taken now, at the offer: a second offer of the same id is refused while this one runs.
+                VmRegistry.AdmitResult admit = _vms.TryReserve(offer.VmId, offer.MemoryBytes);
+                if (admit != VmRegistry.AdmitResult.Admitted)
+                {
+                    return _vms.Describe(admit, offer.VmId, offer.MemoryBytes);
+                }
+                reserved = offer.VmId;
+                return null;
             }, logger: _engineLogger);
             incoming.Session = session;
             VirtualMachine? received = session.RunOrResume(_stop.Token);
@@ -134,12 +171,9 @@ public sealed class MigrationListener : IDisposable
                 incoming.State = IncomingState.ResumedPostCopy;
                 return;
             }
-            if (!_vms.TryAdd(vm))
-            {
-                // Raced with a VM of the same id created meanwhile; should not happen, never lose both.
-                vm.Pause();
-                incoming.Error = $"VM id '{vm.Id}' appeared here during the migration; received copy kept paused";
-            }
+            // Its offer reserved the id: nothing else could take it meanwhile.
+            _vms.AddArrived(vm);
+            reserved = null;
             incoming.State = IncomingState.Completed;
             Log.IncomingCompleted(_logger, vm.Id, incoming.Remote);
         }
@@ -158,6 +192,10 @@ public sealed class MigrationListener : IDisposable
         }
         finally
         {
+            if (reserved is not null)
+            {
+                _vms.ReleaseReservation(reserved);
+            }
             if (!handedOver)
             {
                 connection.Dispose();

@@ -21,6 +21,8 @@ namespace Ferry.Agent.Migrations;
 /// Migrations this agent sends. Each runs on its own thread (the engine blocks on the socket);
 /// the API reads their progress snapshots. Shutdown cancels them, which leaves their VMs here.
 /// </summary>
+public sealed class AgentShuttingDownException() : Exception("this agent is shutting down: it starts no new work");
+
 public sealed class MigrationManager : IDisposable
 {
     private readonly ConcurrentDictionary<string, OutgoingMigration> _jobs = new(StringComparer.Ordinal);
@@ -43,10 +45,20 @@ public sealed class MigrationManager : IDisposable
         _selfEndpoint = () => endpoints.Api;
     }
 
-    /// <summary>Starts a migration. Throws ArgumentException (bad request), KeyNotFoundException (no such VM) or InvalidOperationException (busy).</summary>
+    /// <summary>Set at shutdown: no new migration starts.</summary>
+    public bool Draining { get; set; }
+
+    /// <summary>Migrations sending now (the shutdown waits for them).</summary>
+    public int InProgress => _jobs.Values.Count(j => !j.IsFinished);
+
+    /// <summary>Starts a migration. Throws ArgumentException (bad request), KeyNotFoundException (no such VM), InvalidOperationException (busy) or AgentShuttingDownException.</summary>
     public MigrationView Start(StartMigrationRequest request)
     {
-        MigrationOptions options = MigrationRequestParser.Parse(request, _options.DefaultDirtyLog);
+        if (Draining)
+        {
+            throw new AgentShuttingDownException();
+        }
+        MigrationOptions options = MigrationRequestParser.Parse(request, _options.DefaultDirtyLog, _options.StallTimeout);
         if (!Uri.TryCreate(request.Target, UriKind.Absolute, out Uri? target) || target.Scheme is not ("http" or "https"))
         {
             throw new ArgumentException($"target '{request.Target}' is not an agent URL (example: http://127.0.0.1:7101)");
@@ -145,13 +157,21 @@ public sealed class MigrationManager : IDisposable
             }
             else
             {
+                // A VM still paused here may run at the destination: only a forced resume starts it again.
+                bool keptPaused = vm.State == VmRunState.Paused;
                 _vms.EndMigration(vm.Id, result.Report.Outcome == MigrationOutcome.Unconfirmed
-                    ? "kept paused: the destination may be running this VM (commit sent, no confirmation)"
-                    : $"last migration {result.Report.Outcome.ToWire()}: {result.Report.Error}");
+                    ? $"kept paused: the destination may be running this VM (commit sent, no confirmation); POST /v1/vms/{vm.Id}/resume?force=true if it is gone"
+                    : keptPaused
+                        ? $"kept paused: the VM ran at the destination by post-copy ({result.Report.Error})"
+                        : $"last migration {result.Report.Outcome.ToWire()}: {result.Report.Error}", keptPaused);
             }
             job.State = MigrationStateNames.FromOutcome(result.Report.Outcome);
             Log.OutgoingEnded(_logger, job.Id, vm.Id, result.Report.Outcome.ToWire(), result.Report.Timing.TotalMs, result.Report.Timing.DowntimeMs);
-            if (!result.VmMoved && result.Report.PostCopy.Used)
+            if (result.Report.Outcome == MigrationOutcome.Unconfirmed)
+            {
+                Log.OutgoingUnconfirmed(_logger, job.Id, vm.Id, result.Report.Error ?? "");
+            }
+            else if (!result.VmMoved && result.Report.PostCopy.Used)
             {
                 Log.OutgoingPostCopyFailed(_logger, job.Id, vm.Id, result.Report.Error ?? "");
             }

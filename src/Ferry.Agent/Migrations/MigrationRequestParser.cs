@@ -20,8 +20,13 @@ public static class MigrationRequestParser
         }
     }
 
-    public static MigrationOptions Parse(StartMigrationRequest r, DirtyLogChoice defaultDirtyLog = DirtyLogChoice.Auto)
+    public static MigrationOptions Parse(StartMigrationRequest r, DirtyLogChoice defaultDirtyLog = DirtyLogChoice.Auto, TimeSpan? defaultStallTimeout = null)
     {
+        TimeSpan stall = defaultStallTimeout ?? MigrationOptions.DefaultStallTimeout;
+        if (!string.IsNullOrWhiteSpace(r.StallTimeout))
+        {
+            stall = UnitParser.TryParseDuration(r.StallTimeout, out var st, out string e0) ? st : throw new ArgumentException("stall timeout: " + e0);
+        }
         DirtyLogChoice dirtyLog = defaultDirtyLog;
         if (r.DirtyLog is { } dl && !TryParseDirtyLog(dl, out dirtyLog))
         {
@@ -73,6 +78,7 @@ public static class MigrationRequestParser
             PostCopyRecoveryTimeout = retryWindow,
             PostCopyPauseLimit = pauseLimit,
             PageConnections = r.PageConnections ?? new MigrationOptions().PageConnections,
+            StallTimeout = stall,
         };
         try
         {

@@ -4,23 +4,157 @@ using Ferry.Vm.Machine;
 
 namespace Ferry.Agent.Vms;
 
-/// <summary>The VMs this agent runs. A VM being migrated out is marked so it cannot be deleted or migrated twice.</summary>
+/// <summary>
+/// The VMs this agent runs, and the ids and guest memory promised to migrations on their way in. A
+/// VM being migrated out is marked so it cannot be deleted or migrated twice. An id is taken from
+/// the moment an incoming offer is accepted (two sources sending VMs of one id: the second is
+/// refused at its offer and keeps its VM — before, both completed and one VM was lost here), and
+/// guest memory counts against the agent's budget from the same moment.
+/// </summary>
 public sealed class VmRegistry : IDisposable
 {
     private readonly ConcurrentDictionary<string, Entry> _vms = new(StringComparer.Ordinal);
+
+    /// <summary>Incoming migrations' VM ids and their guest memory, from offer to arrival (or failure).</summary>
+    private readonly Dictionary<string, long> _reserved = new(StringComparer.Ordinal);
+
+    /// <summary>Guards the check-and-take of an id and of budget: creates, reservations and arrivals.</summary>
+    private readonly Lock _admission = new();
+
+    private long _committedBytes;
+
+    public VmRegistry(Hosting.AgentOptions options)
+    {
+        BudgetBytes = options.MemoryBudgetBytes;
+    }
+
+    /// <summary>Guest memory this agent may hold in all, VMs and incoming migrations together.</summary>
+    public long BudgetBytes { get; }
+
+    /// <summary>Guest memory of the VMs here plus what incoming migrations were promised.</summary>
+    public long CommittedBytes
+    {
+        get
+        {
+            lock (_admission)
+            {
+                return _committedBytes;
+            }
+        }
+    }
+
+    /// <summary>Why a create or an incoming offer cannot have its id and memory, or null when it can.</summary>
+    public enum AdmitResult
+    {
+        Admitted,
+        IdTaken,
+        IdArriving,
+        OverBudget,
+    }
+
+    /// <summary>The refusal in words, for the API and the offer's refusal.</summary>
+    public string Describe(AdmitResult result, string id, long memoryBytes) => result switch
+    {
+        AdmitResult.IdTaken => $"a VM with id '{id}' already runs on this agent",
+        AdmitResult.IdArriving => $"a VM with id '{id}' is already migrating to this agent",
+        AdmitResult.OverBudget => $"{Core.Units.UnitParser.FormatBytes(memoryBytes)} of guest memory does not fit this agent's budget: " +
+            $"{Core.Units.UnitParser.FormatBytes(CommittedBytes)} of {Core.Units.UnitParser.FormatBytes(BudgetBytes)} taken",
+        _ => "",
+    };
+
+    private AdmitResult CanAdmit(string id, long memoryBytes)
+    {
+        if (_vms.ContainsKey(id))
+        {
+            return AdmitResult.IdTaken;
+        }
+        if (_reserved.ContainsKey(id))
+        {
+            return AdmitResult.IdArriving;
+        }
+        return _committedBytes + memoryBytes > BudgetBytes ? AdmitResult.OverBudget : AdmitResult.Admitted;
+    }
+
+    /// <summary>Checks a create before its guest RAM is allocated: the id is free and the memory fits the budget.</summary>
+    public AdmitResult CheckCreate(string id, long memoryBytes)
+    {
+        lock (_admission)
+        {
+            return CanAdmit(id, memoryBytes);
+        }
+    }
+
+    /// <summary>Takes an id and its memory for a migration on its way in (at its offer).</summary>
+    public AdmitResult TryReserve(string id, long memoryBytes)
+    {
+        lock (_admission)
+        {
+            AdmitResult r = CanAdmit(id, memoryBytes);
+            if (r == AdmitResult.Admitted)
+            {
+                _reserved[id] = memoryBytes;
+                _committedBytes += memoryBytes;
+            }
+            return r;
+        }
+    }
+
+    /// <summary>Gives back an incoming migration's id and memory (it failed, or was refused after its offer).</summary>
+    public void ReleaseReservation(string id)
+    {
+        lock (_admission)
+        {
+            if (_reserved.Remove(id, out long bytes))
+            {
+                _committedBytes -= bytes;
+            }
+        }
+    }
+
+    /// <summary>An incoming migration's VM arrived: it takes the place its offer reserved.</summary>
+    public void AddArrived(VirtualMachine vm)
+    {
+        lock (_admission)
+        {
+            if (_reserved.Remove(vm.Id, out long bytes))
+            {
+                _committedBytes -= bytes;
+            }
+            if (!_vms.TryAdd(vm.Id, new Entry(vm)))
+            {
+                throw new InvalidOperationException($"VM id '{vm.Id}' arrived twice");
+            }
+            _committedBytes += vm.Memory.SizeBytes;
+        }
+    }
 
     private sealed class Entry(VirtualMachine vm)
     {
         public VirtualMachine Vm { get; } = vm;
         public int Migrating;
         public string? Note;
+
+        /// <summary>Left paused by a switchover the destination never confirmed: it may run there, so only a forced resume starts it here.</summary>
+        public bool KeptPaused;
     }
 
     public int Count => _vms.Count;
 
     public bool Contains(string id) => _vms.ContainsKey(id);
 
-    public bool TryAdd(VirtualMachine vm) => _vms.TryAdd(vm.Id, new Entry(vm));
+    /// <summary>Adds a VM created here; refused (false) when its id was taken or its memory no longer fits, meanwhile.</summary>
+    public bool TryAdd(VirtualMachine vm)
+    {
+        lock (_admission)
+        {
+            if (CanAdmit(vm.Id, vm.Memory.SizeBytes) != AdmitResult.Admitted || !_vms.TryAdd(vm.Id, new Entry(vm)))
+            {
+                return false;
+            }
+            _committedBytes += vm.Memory.SizeBytes;
+            return true;
+        }
+    }
 
     public VirtualMachine? Find(string id) => _vms.TryGetValue(id, out var e) ? e.Vm : null;
 
@@ -40,11 +174,12 @@ public sealed class VmRegistry : IDisposable
         return true;
     }
 
-    public void EndMigration(string id, string? note = null)
+    public void EndMigration(string id, string? note = null, bool keptPaused = false)
     {
         if (_vms.TryGetValue(id, out var e))
         {
             e.Note = note;
+            e.KeptPaused = keptPaused;
             Volatile.Write(ref e.Migrating, 0);
         }
     }
@@ -52,13 +187,75 @@ public sealed class VmRegistry : IDisposable
     /// <summary>Removes a VM that now lives elsewhere and frees it.</summary>
     public void RemoveMigrated(string id)
     {
-        if (_vms.TryRemove(id, out var e))
+        if (Remove(id) is { } e)
         {
             e.Vm.Dispose();
         }
     }
 
+    private Entry? Remove(string id)
+    {
+        lock (_admission)
+        {
+            if (!_vms.TryRemove(id, out var e))
+            {
+                return null;
+            }
+            _committedBytes -= e.Vm.Memory.SizeBytes;
+            return e;
+        }
+    }
+
     public enum DeleteResult { Deleted, NotFound, Migrating }
+
+    /// <summary>What a resume request found.</summary>
+    public enum ResumeResult
+    {
+        Resumed,
+        NotFound,
+        Migrating,
+
+        /// <summary>Not paused: nothing to resume.</summary>
+        NotPaused,
+
+        /// <summary>Kept paused after an unconfirmed switchover, and the request did not say force.</summary>
+        NeedsForce,
+    }
+
+    /// <summary>
+    /// Resumes a VM that an unconfirmed switchover left paused here. The destination may be running
+    /// it, so this only happens with <paramref name="force"/>: the operator says the destination is gone.
+    /// </summary>
+    public ResumeResult Resume(string id, bool force)
+    {
+        if (!_vms.TryGetValue(id, out var e))
+        {
+            return ResumeResult.NotFound;
+        }
+        if (Interlocked.CompareExchange(ref e.Migrating, 1, 0) != 0)
+        {
+            return ResumeResult.Migrating;
+        }
+        try
+        {
+            if (e.Vm.State != VmRunState.Paused)
+            {
+                return ResumeResult.NotPaused;
+            }
+            if (e.KeptPaused && !force)
+            {
+                return ResumeResult.NeedsForce;
+            }
+            e.Vm.Resume();
+            e.KeptPaused = false;
+            e.Note = "resumed here by a forced resume after an unconfirmed switchover";
+            return ResumeResult.Resumed;
+        }
+        finally
+        {
+            Volatile.Write(ref e.Migrating, 0);
+        }
+    }
 
     public DeleteResult Delete(string id)
     {
@@ -70,7 +267,7 @@ public sealed class VmRegistry : IDisposable
         {
             return DeleteResult.Migrating;
         }
-        _vms.TryRemove(id, out _);
+        Remove(id);
         e.Vm.Dispose();
         return DeleteResult.Deleted;
     }

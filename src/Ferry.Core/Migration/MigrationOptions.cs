@@ -57,6 +57,15 @@ public sealed record MigrationOptions
     /// </summary>
     public int PageConnections { get; init; } = 2;
 
+    public static readonly TimeSpan DefaultStallTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// <c>--stall-timeout</c>: a migration in which nothing moves for this long — no byte taken by
+    /// the link, no answer, no step done — fails, and before the commit point the source VM runs on.
+    /// The driver gives every write the same limit, so a frozen destination cannot hold a write.
+    /// </summary>
+    public TimeSpan StallTimeout { get; init; } = DefaultStallTimeout;
+
     /// <summary>How long to wait for the destination at switchover before giving up.</summary>
     public TimeSpan SwitchoverTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -90,6 +99,10 @@ public sealed record MigrationOptions
         if (PostCopyCompletionTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(PostCopyCompletionTimeout), "post-copy completion timeout must be positive");
+        }
+        if (StallTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(StallTimeout), "stall timeout must be positive");
         }
         if (PageConnections is < 0 or > MaxPageConnections)
         {

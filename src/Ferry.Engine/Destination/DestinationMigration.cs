@@ -118,6 +118,46 @@ public sealed class DestinationMigration
 
     private TimeSpan Now => _time.GetElapsedTime(_epoch);
 
+    /// <summary>Timestamp at which the control read now blocking began (0: not reading): the idle watch counts only while this side waits on the source.</summary>
+    private long _readingSince;
+
+    /// <summary>Timestamp of the last batch a page connection delivered: pages there mean the source is alive while the control connection is quiet.</summary>
+    private long _channelActivity;
+
+    /// <summary>Set by the idle watch when it closed the control connection on a silent source.</summary>
+    private volatile bool _idleExpired;
+
+    private ITimer? _idleWatch;
+
+    /// <summary>
+    /// The idle watch: the control connection is quiet for a whole round when page connections
+    /// carry the pages, so a socket read timeout on it would fail a long round; instead, while this
+    /// side waits for a control frame and neither that connection nor any page connection brought
+    /// anything for <see cref="DestinationLimits.IdleTimeout"/>, the source is taken to be gone and
+    /// the control connection is closed (the read fails and the machine decides what that means).
+    /// </summary>
+    private void WatchIdle()
+    {
+        long since = Volatile.Read(ref _readingSince);
+        if (since == 0)
+        {
+            return;
+        }
+        long last = Math.Max(since, Volatile.Read(ref _channelActivity));
+        if (_time.GetElapsedTime(last) > _limits.IdleTimeout)
+        {
+            _idleExpired = true;
+            try
+            {
+                Volatile.Read(ref _stream).Dispose();
+            }
+            catch (Exception)
+            {
+                // Closing under a read: the read's failure is what counts.
+            }
+        }
+    }
+
     /// <summary>Receives one VM. Returns it running; throws (having kept nothing) on any failure.</summary>
     public VirtualMachine Run(CancellationToken ct) =>
         RunOrResume(ct) ?? throw new MigrationFailedException(MigrationFailure.ProtocolViolation, "the connection resumed a post-copy instead of offering a VM");
@@ -178,6 +218,13 @@ public sealed class DestinationMigration
             MaxPageConnections = _limits.PageChannels is null ? 0 : MigrationOptions.MaxPageConnections,
         }, Now);
         _machine = m;
+        // The first frame's read had the socket's own timeout; from here the idle watch takes over.
+        if (_stream.CanTimeout)
+        {
+            _stream.ReadTimeout = Timeout.Infinite;
+        }
+        TimeSpan watchEvery = _limits.IdleTimeout / 4 < TimeSpan.FromSeconds(1) ? _limits.IdleTimeout / 4 : TimeSpan.FromSeconds(1);
+        _idleWatch = _time.CreateTimer(_ => WatchIdle(), null, watchEvery, watchEvery);
         try
         {
             Dispatch(m, first);
@@ -203,6 +250,7 @@ public sealed class DestinationMigration
         }
         finally
         {
+            _idleWatch.Dispose();
             _phase = m.Phase;
             if (_limits.PostCopyRecovery is { } registry && Offer is { } offer)
             {
@@ -238,12 +286,19 @@ public sealed class DestinationMigration
     {
         try
         {
+            Volatile.Write(ref _readingSince, _time.GetTimestamp());
             frame = _reader.Read();
             return true;
         }
         catch (Exception ex)
         {
             frame = default;
+            if (_idleExpired)
+            {
+                ex = new MigrationFailedException(MigrationFailure.Timeout,
+                    $"the source sent nothing for {_limits.IdleTimeout.TotalSeconds:0.###} s (stalled or gone)", ex);
+                _idleExpired = false;
+            }
             _cause ??= ex;
             if (ct.IsCancellationRequested)
             {
@@ -277,6 +332,10 @@ public sealed class DestinationMigration
             }
             _phase = m.Phase;
             return false;
+        }
+        finally
+        {
+            Volatile.Write(ref _readingSince, 0);
         }
     }
 
@@ -570,7 +629,11 @@ public sealed class DestinationMigration
         {
             if (registry.TryTake(Offer!.MigrationId, RecoverySlice, out Stream stream, out FrameReader reader))
             {
-                SetIdleTimeout(stream);
+                // Watched by the idle watch, like the first connection.
+                if (stream.CanTimeout)
+                {
+                    stream.ReadTimeout = Timeout.Infinite;
+                }
                 Volatile.Write(ref _stream, stream);
                 _reader = reader;
                 m.HandleSourceReconnected(Now);
@@ -640,6 +703,7 @@ public sealed class DestinationMigration
     /// <summary>A page connection's batch: installed if pages may come now (before the switch, or pushed during post-copy).</summary>
     private bool InstallFromChannel(ReadOnlySpan<byte> payload, Vm.Memory.PageInstaller installer)
     {
+        Volatile.Write(ref _channelActivity, _time.GetTimestamp());
         Interlocked.Increment(ref _installing);
         try
         {
@@ -674,7 +738,11 @@ public sealed class DestinationMigration
                 return false;
             }
             _channelGeneration = hello.Generation;
-            SetIdleTimeout(stream);
+            // No read timeout: a page connection may carry nothing for a while (its chunks were not dirtied); the control connection's idle watch covers the migration.
+            if (stream.CanTimeout)
+            {
+                stream.ReadTimeout = Timeout.Infinite;
+            }
             var receiver = new PageChannelReceiver(hello.Channel, hello.Generation, stream, reader, _guest.Memory, InstallFromChannel, ChannelEnded);
             _receivers.Add(receiver);
             receiver.Start();

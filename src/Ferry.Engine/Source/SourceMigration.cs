@@ -34,6 +34,16 @@ public sealed class SourceMigration : ISendLoop
     /// <summary>The shortest wait this thread makes (a semaphore wait rounds to whole milliseconds): shorter ones are not waited out.</summary>
     private static readonly TimeSpan TimerResolution = TimeSpan.FromMilliseconds(1);
 
+    /// <summary>
+    /// How long a cancel waits for this thread to take it before the connections are closed under a
+    /// write that does not return (a frozen destination): a cancel takes effect within a second in
+    /// every phase before the commit point.
+    /// </summary>
+    private static readonly TimeSpan CancelGrace = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>The longest the Abort frame may take to write: it is a courtesy, not worth holding a cancel or a failure for.</summary>
+    private const int AbortWriteTimeoutMs = 250;
+
     private readonly string _migrationId;
     private readonly VirtualMachine _vm;
     private readonly GuestMemory _memory;
@@ -68,6 +78,11 @@ public sealed class SourceMigration : ISendLoop
     private TimeSpan _lastProgressAt = TimeSpan.FromDays(-1);
     private MigrationPhase _publishedPhase;
     private MigrationPhase _commandPhase;
+    private volatile bool _cancelTaken;
+    private volatile bool _commitStarted;
+    private volatile bool _finished;
+    private volatile bool _linksAborted;
+    private ITimer? _cancelTimer;
     private bool _scanningAll;
     private long _scanned;
 
@@ -98,6 +113,7 @@ public sealed class SourceMigration : ISendLoop
         _logger = logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _epoch = _time.GetTimestamp();
         _stream = authenticatedStream;
+        LimitWrites(authenticatedStream);
         _writer = new FrameWriter(authenticatedStream);
         _returnPath = new ReturnPath(authenticatedStream, _memory.PageCount, _inbox);
         _pending = new DirtyBitmap(_memory.PageCount);
@@ -138,6 +154,19 @@ public sealed class SourceMigration : ISendLoop
 
     private TimeSpan Now => _time.GetElapsedTime(_epoch);
 
+    /// <summary>
+    /// Every write of this migration gives up after the stall timeout without progress: a frozen
+    /// destination stops reading, the kernel's buffers fill, and without a limit the write (and the
+    /// paused VM with it) waited forever.
+    /// </summary>
+    private void LimitWrites(Stream stream)
+    {
+        if (stream.CanTimeout)
+        {
+            stream.WriteTimeout = (int)Math.Min(int.MaxValue, _options.StallTimeout.TotalMilliseconds);
+        }
+    }
+
     /// <summary>Runs the migration to its end on the calling thread (a dedicated one: it blocks).</summary>
     public SourceResult Run(CancellationToken cancellationToken)
     {
@@ -152,7 +181,11 @@ public sealed class SourceMigration : ISendLoop
         _observer = observer;
         _sender = new PageSender(_memory, _writer, this, _time, _sent);
         _inline = new InlinePageOutput(_sender, () => _writer, this, m.CountWireBytes, () => m.RoundSent);
-        using CancellationTokenRegistration onCancel = cancellationToken.Register(() => _inbox.Post(new SourceInput(SourceInputKind.Cancel)));
+        using CancellationTokenRegistration onCancel = cancellationToken.Register(() =>
+        {
+            _inbox.Post(new SourceInput(SourceInputKind.Cancel));
+            _cancelTimer = _time.CreateTimer(_ => AbortIfStuck(), null, CancelGrace, Timeout.InfiniteTimeSpan);
+        });
         try
         {
             _returnPath.Start();
@@ -163,6 +196,10 @@ public sealed class SourceMigration : ISendLoop
                     Step(m, ref opsAtPause);
                     observer.AfterStep();
                 }
+                catch (Exception) when (m.Outcome is null && _linksAborted)
+                {
+                    m.HandleCancel(Now);
+                }
                 catch (Exception ex) when (m.Outcome is null)
                 {
                     // A bug on this side (the machine refused an event, a decode threw): end the migration cleanly, through the machine.
@@ -172,6 +209,8 @@ public sealed class SourceMigration : ISendLoop
         }
         finally
         {
+            _finished = true;
+            _cancelTimer?.Dispose();
             _dirtyLog.Stop();
             // Closing the stream ends the return path's blocking read.
             _stream.Dispose();
@@ -361,6 +400,8 @@ public sealed class SourceMigration : ISendLoop
                 break;
             }
             case SourceCommandKind.SendCommit:
+                // From here a cancel must not close the connection under the commit: the destination may be about to run the VM.
+                _commitStarted = true;
                 Write(m, FrameType.Commit, []);
                 _writer.Flush();
                 m.HandleCommitSent(Now);
@@ -588,8 +629,12 @@ public sealed class SourceMigration : ISendLoop
     {
         try
         {
-            if (_writer.Error is null)
+            if (_writer.Error is null && !_linksAborted)
             {
+                if (_stream.CanTimeout)
+                {
+                    _stream.WriteTimeout = AbortWriteTimeoutMs;
+                }
                 _writer.DiscardOpenFrame();
                 _writer.Write(FrameType.Abort, ControlJson.Encode(new Abort { Reason = reason }));
                 _writer.Flush();
@@ -615,6 +660,7 @@ public sealed class SourceMigration : ISendLoop
         try
         {
             stream = _links!.Open(_userToken);
+            LimitWrites(stream);
             var writer = new FrameWriter(stream);
             link = new ReturnPath(stream, _memory.PageCount, _inbox, "ferry-return-path-recovered");
             writer.Write(FrameType.PostCopyResume, ControlJson.Encode(new PostCopyResume { MigrationId = _migrationId }));
@@ -760,6 +806,7 @@ public sealed class SourceMigration : ISendLoop
         switch (input.Kind)
         {
             case SourceInputKind.Cancel:
+                _cancelTaken = true;
                 m.HandleCancel(now);
                 return;
             case SourceInputKind.ResumeRequested:
@@ -858,7 +905,9 @@ public sealed class SourceMigration : ISendLoop
         {
             for (int i = 0; i < count; i++)
             {
-                var channel = new PageChannel(i, _links!.Open(_userToken), _memory, _sent, _time, _inbox);
+                Stream link = _links!.Open(_userToken);
+                LimitWrites(link);
+                var channel = new PageChannel(i, link, _memory, _sent, _time, _inbox);
                 opened.Add(channel);
                 channel.Hello(_migrationId, generation);
             }
@@ -876,6 +925,41 @@ public sealed class SourceMigration : ISendLoop
                 c.Dispose();
             }
             throw;
+        }
+    }
+
+    /// <summary>
+    /// The cancel's timer: when this thread has not taken the cancel within <see cref="CancelGrace"/>
+    /// it is stuck in a write the destination does not read, so every connection is closed under it
+    /// (the write fails, the failure is the cancel, the VM runs on). Never once the commit is being
+    /// written: from then on the destination may run the VM.
+    /// </summary>
+    private void AbortIfStuck()
+    {
+        if (_cancelTaken || _commitStarted || _finished)
+        {
+            return;
+        }
+        _linksAborted = true;
+        Abort(_stream);
+        if (_channels is { } channels)
+        {
+            foreach (PageChannel c in channels.Channels)
+            {
+                Abort(c.Stream);
+            }
+        }
+
+        static void Abort(Stream s)
+        {
+            try
+            {
+                s.Dispose();
+            }
+            catch (Exception)
+            {
+                // Closing under a write may throw here or in the write; the write's failure is what counts.
+            }
         }
     }
 
@@ -951,15 +1035,16 @@ public sealed class SourceMigration : ISendLoop
     /// <summary>A command failed on this side: usually the link, whose clearer cause the return path may be about to report.</summary>
     private void ReportFailure(SourceMigrationMachine m, Exception ex)
     {
+        if (_linksAborted || (ex is OperationCanceledException && _userToken.IsCancellationRequested))
+        {
+            // The write failed because a cancel closed the connections under it (or the cancel itself interrupted it).
+            m.HandleCancel(Now);
+            return;
+        }
         Exception cause = ex;
         if (ex is IOException or ObjectDisposedException or OperationCanceledException && WaitForLinkError(ReturnPathGrace) is { } rp)
         {
             cause = rp;
-        }
-        if (ex is OperationCanceledException && _userToken.IsCancellationRequested)
-        {
-            m.HandleCancel(Now);
-            return;
         }
         MigrationFailedException f = ReturnPath.Wrap(cause, "during " + m.Phase.ToWire());
         m.HandleFailure(f.Kind, f.Message, Now);

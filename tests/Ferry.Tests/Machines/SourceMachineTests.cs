@@ -146,9 +146,11 @@ public sealed class SourceMachineTests
     }
 
     /// <summary>Runs until the machine enters <paramref name="phase"/>, the destination answering by hand all but what that phase waits for.</summary>
-    private static SourceWorld StopIn(MigrationTechnique technique, MigrationPhase phase, bool canReconnect = false)
+    private static SourceWorld StopIn(MigrationTechnique technique, MigrationPhase phase, bool canReconnect = false, TimeSpan? stallTimeout = null)
     {
-        SourceWorld w = World(technique, canReconnect: canReconnect);
+        SourceWorld w = stallTimeout is { } stall
+            ? new SourceWorld(SourceWorld.Options(technique) with { StallTimeout = stall }, canReconnect: canReconnect)
+            : World(technique, canReconnect: canReconnect);
         w.DestinationAnswers = false;
         w.Intercept = c =>
         {
@@ -229,10 +231,10 @@ public sealed class SourceMachineTests
     }
 
     [Theory]
-    [InlineData(MigrationPhase.Setup, "destination sent no offer acceptance within 60 s")]
-    [InlineData(MigrationPhase.Draining, "destination did not confirm round")]
-    [InlineData(MigrationPhase.Switchover, "destination sent no switchover verdict within 30 s")]
-    public void Every_wait_for_the_destination_has_a_deadline(MigrationPhase phase, string message)
+    [InlineData(MigrationPhase.Setup, "destination sent no offer acceptance within 60 s", 60)]
+    [InlineData(MigrationPhase.Draining, "destination stalled: nothing moved for 10 s (draining, round", 10)]
+    [InlineData(MigrationPhase.Switchover, "destination stalled: nothing moved for 10 s (switchover", 10)]
+    public void Every_wait_for_the_destination_has_a_deadline(MigrationPhase phase, string message, int seconds)
     {
         SourceWorld w = StopIn(MigrationTechnique.PreCopy, phase);
         w.Intercept = c => { w.Execute(c); AnswerFor(w, c, phase); return true; };
@@ -241,8 +243,58 @@ public sealed class SourceMachineTests
         Assert.Equal(MigrationOutcome.Failed, w.M.Outcome);
         Assert.Equal(MigrationFailure.Timeout, w.M.Failure);
         Assert.Contains(message, w.M.Error);
-        Assert.True(w.Now - at >= TimeSpan.FromSeconds(30));
+        Assert.InRange(w.Now - at, TimeSpan.FromSeconds(seconds), TimeSpan.FromSeconds(seconds + 1));
         Assert.Contains(SourceCommandKind.ResumeVm, w.Kinds);
+    }
+
+    [Fact]
+    public void A_destination_that_stops_confirming_after_the_commit_leaves_the_migration_unconfirmed_at_the_stall_timeout()
+    {
+        SourceWorld w = StopIn(MigrationTechnique.PreCopy, MigrationPhase.Commit);
+        w.Intercept = c => { w.Execute(c); AnswerFor(w, c, MigrationPhase.Commit); return true; };
+        TimeSpan at = w.Now;
+        w.RunToEnd();
+        Assert.Equal(MigrationOutcome.Unconfirmed, w.M.Outcome);
+        Assert.Contains("destination stalled", w.M.Error);
+        Assert.InRange(w.Now - at, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(11));
+        Assert.DoesNotContain(SourceCommandKind.ResumeVm, w.Kinds);
+    }
+
+    [Fact]
+    public void The_stall_watch_counts_from_the_last_thing_that_moved_not_from_the_start_of_the_wait()
+    {
+        var options = SourceWorld.Options(MigrationTechnique.PreCopy) with { StallTimeout = TimeSpan.FromSeconds(2) };
+        var w = new SourceWorld(options);
+        w.DestinationAnswers = false;
+        w.Intercept = c => { w.Execute(c); AnswerFor(w, c, MigrationPhase.Draining); return true; };
+        Assert.True(w.RunUntil(x => x.M.Phase == MigrationPhase.Draining));
+        // Acknowledgements of earlier rounds keep arriving: each moves the watch on.
+        for (int i = 0; i < 5; i++)
+        {
+            w.Advance(TimeSpan.FromSeconds(1.5));
+            w.M.HandleTimeout(w.Now);
+            w.M.HandleRoundAcked(w.M.Round - 1, w.Now);
+            Assert.Null(w.M.Outcome);
+        }
+        w.Advance(TimeSpan.FromSeconds(2));
+        w.M.HandleTimeout(w.Now);
+        Assert.Equal(MigrationFailure.Timeout, w.M.Failure);
+    }
+
+    [Fact]
+    public void A_wait_the_bandwidth_limit_imposes_is_not_a_stall()
+    {
+        // 64 KiB/s, the lowest limit allowed: one full batch frame (~1 MiB) is a 16 s wait, past the 10 s stall timeout.
+        SourceWorld w = World(MigrationTechnique.StopAndCopy, bandwidth: 64 << 10).RunToEnd();
+        Assert.Equal(MigrationOutcome.Completed, w.M.Outcome);
+        Assert.True(w.Now > TimeSpan.FromSeconds(150));
+    }
+
+    [Fact]
+    public void A_stall_timeout_that_is_not_positive_is_refused()
+    {
+        var options = SourceWorld.Options(MigrationTechnique.PreCopy) with { StallTimeout = TimeSpan.Zero };
+        Assert.Throws<ArgumentOutOfRangeException>(() => new SourceWorld(options));
     }
 
     [Fact]
@@ -262,9 +314,9 @@ public sealed class SourceMachineTests
     }
 
     [Fact]
-    public void A_resume_confirmation_that_never_comes_ends_unconfirmed_after_its_deadline()
+    public void A_resume_confirmation_that_never_comes_ends_unconfirmed_after_its_deadline_when_the_stall_watch_is_longer()
     {
-        SourceWorld w = StopIn(MigrationTechnique.PreCopy, MigrationPhase.Commit);
+        SourceWorld w = StopIn(MigrationTechnique.PreCopy, MigrationPhase.Commit, stallTimeout: TimeSpan.FromSeconds(60));
         w.Intercept = c => { w.Execute(c); AnswerFor(w, c, MigrationPhase.Commit); return true; };
         w.RunToEnd();
         Assert.Equal(MigrationOutcome.Unconfirmed, w.M.Outcome);

@@ -39,6 +39,9 @@ public sealed class SourceMigrationMachine
     private bool _cancelRequested;
     private int _lastAckedRound;
 
+    /// <summary>When the migration last moved (a frame written, an answer, a step done): the stall watch counts from here.</summary>
+    private TimeSpan _movedAt;
+
     /// <summary>The result event the machine waits for; every other completion is a driver bug, every other answer a protocol violation.</summary>
     private enum Awaiting
     {
@@ -90,6 +93,7 @@ public sealed class SourceMigrationMachine
         Enqueue(new SourceCommand(SourceCommandKind.SendOffer));
         _awaiting = Awaiting.OfferAcceptance;
         Arm(Deadline.OfferAcceptance, now + settings.OfferTimeout);
+        _movedAt = now;
     }
 
     public SourceMachineSettings Settings => _settings;
@@ -206,11 +210,43 @@ public sealed class SourceMigrationMachine
         {
             at = wake;
         }
+        if (StallWatched && (at is null || StallAt < at))
+        {
+            at = StallAt;
+        }
         return at;
     }
 
+    /// <summary>
+    /// From the accepted offer to the destination's resume confirmation every wait is on the
+    /// destination, so a migration in which nothing moved for <see cref="MigrationOptions.StallTimeout"/>
+    /// has a frozen or unreachable peer (a SIGSTOPped destination kept the source VM paused for
+    /// minutes before this watch). Before that the offer has its own deadline; after it the rules
+    /// of post-copy recovery apply.
+    /// </summary>
+    private bool StallWatched => Outcome is null && Acceptance is not null && Phase is MigrationPhase.Setup or MigrationPhase.PreCopy
+        or MigrationPhase.Draining or MigrationPhase.Pausing or MigrationPhase.StopAndCopy or MigrationPhase.State
+        or MigrationPhase.Switchover or MigrationPhase.Commit;
+
+    private TimeSpan StallAt => _movedAt + _options.StallTimeout;
+
+    /// <summary>Something moved: a frame went out, an answer came, a step finished.</summary>
+    private void Moved(TimeSpan now)
+    {
+        if (now > _movedAt)
+        {
+            _movedAt = now;
+        }
+    }
+
     /// <summary>How long the driver waits before writing <paramref name="bytes"/> of a paced frame (the bandwidth limit; zero when there is none).</summary>
-    public TimeSpan SendDelay(int bytes, TimeSpan now) => _pacer.Take(bytes, now);
+    public TimeSpan SendDelay(int bytes, TimeSpan now)
+    {
+        TimeSpan delay = _pacer.Take(bytes, now);
+        // A wait the bandwidth limit imposes is not a stall.
+        Moved(now + delay);
+        return delay;
+    }
 
     /// <summary>Post-copy answers and pushes take their bandwidth without waiting; the next push waits the debt out.</summary>
     public void Owe(int bytes, TimeSpan now) => _pacer.Take(bytes, now);
@@ -244,6 +280,12 @@ public sealed class SourceMigrationMachine
                 NextRecoveryStep(now);
                 return;
             }
+        }
+        if (StallWatched && now >= StallAt)
+        {
+            Fail(MigrationFailure.Timeout,
+                $"destination stalled: nothing moved for {Seconds(_options.StallTimeout)} s ({Phase.ToWire()}{(Round > 0 ? $", round {Round}" : "")})", now);
+            return;
         }
         if (_deadline == Deadline.None || now < _deadlineAt)
         {
@@ -379,6 +421,7 @@ public sealed class SourceMigrationMachine
 
     public void HandleOfferAccepted(OfferAcceptance acceptance, TimeSpan now)
     {
+        Moved(now);
         if (!ExpectAnswer(Awaiting.OfferAcceptance, "OfferAccepted", now))
         {
             return;
@@ -402,6 +445,7 @@ public sealed class SourceMigrationMachine
     /// <summary>The page connections the destination took are open (before any page goes).</summary>
     public void HandlePageConnectionsOpen(TimeSpan now)
     {
+        Moved(now);
         if (!ExpectCompletion(Awaiting.PageConnections))
         {
             return;
@@ -437,6 +481,7 @@ public sealed class SourceMigrationMachine
     /// <summary>One page frame written: <paramref name="pages"/> pages, of which <paramref name="zeroPages"/> were zero and <paramref name="firstTime"/> had never been sent.</summary>
     public void HandleBatchSent(int pages, int zeroPages, int firstTime, TimeSpan now)
     {
+        Moved(now);
         Counters.PagesSent += pages;
         Counters.ZeroSent += zeroPages;
         Counters.UniqueSent += firstTime;
@@ -449,6 +494,7 @@ public sealed class SourceMigrationMachine
     /// <summary>The round's pages and its round-end marker(s) are written.</summary>
     public void HandleRoundSent(TimeSpan now)
     {
+        Moved(now);
         if (!ExpectCompletion(Awaiting.PagesSent))
         {
             return;
@@ -468,6 +514,7 @@ public sealed class SourceMigrationMachine
     /// <summary>The live round's harvest: <paramref name="dirtied"/> pages were written while it ran. The policy decides.</summary>
     public void HandleDirtyHarvested(long dirtied, TimeSpan now)
     {
+        Moved(now);
         if (!ExpectCompletion(Awaiting.Harvest))
         {
             return;
@@ -498,6 +545,7 @@ public sealed class SourceMigrationMachine
     /// <summary>The destination installed every page up to the end of <paramref name="round"/> (on every connection).</summary>
     public void HandleRoundAcked(int round, TimeSpan now)
     {
+        Moved(now);
         _lastAckedRound = Math.Max(_lastAckedRound, round);
         if (Outcome is null && _awaiting == Awaiting.RoundAck)
         {
@@ -507,6 +555,7 @@ public sealed class SourceMigrationMachine
 
     public void HandlePaused(TimeSpan now)
     {
+        Moved(now);
         if (!ExpectCompletion(Awaiting.Paused))
         {
             return;
@@ -536,6 +585,7 @@ public sealed class SourceMigrationMachine
     /// </summary>
     public void HandleFinalDirtyPages(long pending, long neverWritten, TimeSpan now)
     {
+        Moved(now);
         if (!ExpectCompletion(Awaiting.FinalDirtyPages))
         {
             return;
@@ -554,6 +604,7 @@ public sealed class SourceMigrationMachine
     /// <summary>Pure post-copy: <paramref name="pending"/> pages were ever written (all go after the switch), <paramref name="neverWritten"/> never were.</summary>
     public void HandlePostCopyPagesCollected(long pending, long neverWritten, TimeSpan now)
     {
+        Moved(now);
         if (!ExpectCompletion(Awaiting.PostCopyPages))
         {
             return;
@@ -566,6 +617,7 @@ public sealed class SourceMigrationMachine
 
     public void HandleStateSent(TimeSpan now)
     {
+        Moved(now);
         if (!ExpectCompletion(Awaiting.StateSent))
         {
             return;
@@ -581,6 +633,7 @@ public sealed class SourceMigrationMachine
 
     public void HandlePendingMapSent(TimeSpan now)
     {
+        Moved(now);
         if (!ExpectCompletion(Awaiting.PendingMapSent))
         {
             return;
@@ -592,6 +645,7 @@ public sealed class SourceMigrationMachine
     /// <summary>Switchover written with <paramref name="digest"/>; folding it took <paramref name="digestMs"/> of the downtime.</summary>
     public void HandleSwitchoverSent(ulong digest, double digestMs, TimeSpan now)
     {
+        Moved(now);
         if (!ExpectCompletion(Awaiting.SwitchoverSent))
         {
             return;
@@ -605,6 +659,7 @@ public sealed class SourceMigrationMachine
 
     public void HandleSwitchoverVerdict(SwitchoverVerdict verdict, TimeSpan now)
     {
+        Moved(now);
         if (!ExpectAnswer(Awaiting.SwitchoverVerdict, "SwitchoverReady", now))
         {
             return;
@@ -625,6 +680,7 @@ public sealed class SourceMigrationMachine
 
     public void HandleCommitSent(TimeSpan now)
     {
+        Moved(now);
         if (!ExpectCompletion(Awaiting.CommitSent))
         {
             return;
