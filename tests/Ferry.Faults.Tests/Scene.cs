@@ -40,8 +40,26 @@ internal static class Scene
 
     /// <summary>The agent holds no VM and no migration on its way in.</summary>
     public static Task AssertHoldsNothing(AgentProcess agent, TimeSpan within) =>
-        Wait.UntilAsync(async () => (await agent.Client.ListVmsAsync(default)).Length + (await agent.Client.ListIncomingAsync(default)).Count(i => i.State is IncomingState.Receiving or IncomingState.PostCopy),
+        Wait.UntilAsync(() => Thawing(async () => (await agent.Client.ListVmsAsync(default)).Length +
+                (await agent.Client.ListIncomingAsync(default)).Count(i => i.State is IncomingState.Receiving or IncomingState.PostCopy), -1),
             n => n == 0, within, "the agent to hold nothing");
+
+    /// <summary>
+    /// A probe of an agent just thawed from SIGSTOP: its server drops the connections whose timers
+    /// ran out while it was frozen, so the client's pooled connection may be reset once. That
+    /// answer counts as "not yet" (<paramref name="notYet"/>); the next probe connects afresh.
+    /// </summary>
+    public static async Task<T> Thawing<T>(Func<Task<T>> probe, T notYet)
+    {
+        try
+        {
+            return await probe();
+        }
+        catch (Ferry.Agent.Client.AgentApiException ex) when (ex.Status == System.Net.HttpStatusCode.ServiceUnavailable)
+        {
+            return notYet;
+        }
+    }
 
     /// <summary>Migrates the VM once more, to a fresh agent, and checks it arrives whole (equal digests).</summary>
     public static async Task AssertMigratesWhole(AgentProcess from, AgentProcess to, string id)

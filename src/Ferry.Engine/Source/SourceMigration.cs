@@ -1078,6 +1078,7 @@ public sealed class SourceMigration : ISendLoop
     bool ISendLoop.Pump()
     {
         DrainInbox(TimeSpan.Zero);
+        PublishProgress(force: false);
         return StillCurrent(_machine!);
     }
 
@@ -1099,6 +1100,8 @@ public sealed class SourceMigration : ISendLoop
     public bool BeforeBatch(int frameBytes, bool paced)
     {
         SourceMigrationMachine m = _machine!;
+        // With page connections nothing else publishes while a round is being handed out (the workers write): progress froze for whole rounds.
+        PublishProgress(force: false);
         if (!paced)
         {
             m.Owe(frameBytes, Now);
