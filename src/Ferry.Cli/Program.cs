@@ -23,7 +23,13 @@ public static class Program
         }
         try
         {
-            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }).ConfigureAwait(false);
+            var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
+            if (parse.CommandResult.Command == MigrateCommand.Command)
+            {
+                // `ferry migrate` handles Ctrl+C itself: cancel the migration, wait for its end, write the report (Interrupt).
+                invocation.ProcessTerminationTimeout = null;
+            }
+            return await parse.InvokeAsync(invocation).ConfigureAwait(false);
         }
         catch (UsageException ex)
         {

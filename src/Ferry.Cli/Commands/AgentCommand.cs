@@ -12,10 +12,18 @@ internal static class AgentCommand
     /// <summary>The first line an agent prints on stdout; `ferry migrate` reads it to find child agents.</summary>
     public const string ReadyPrefix = "ferry agent listening on ";
 
+    /// <summary>Hidden: stop when standard input reaches its end (`ferry migrate` holds the other end of its child agents' stdin).</summary>
+    public const string StopWhenStdinClosesOption = "--stop-when-stdin-closes";
+
     public static Command Create()
     {
         var listen = new Option<string>("--listen") { Description = "API address:port (port 0 = any free port)", Required = true };
-        var keyFile = new Option<string>("--key-file") { Description = "file holding the cluster key (at least 16 characters)", Required = true };
+        var keyFile = new Option<string>("--key-file")
+        {
+            Description = "file holding the cluster key: a text file (UTF-8, e.g. 64 hex digits) is used as its text, surrounding whitespace ignored, at least 16 characters; "
+                + "any other file (binary) byte for byte, at least 32 bytes",
+            Required = true,
+        };
         var migrationListen = new Option<string?>("--migration-listen") { Description = "address:port for incoming migrations (default: the API address, any free port)" };
         var maxMemory = new Option<string>("--max-vm-memory") { Description = "largest VM this agent accepts", DefaultValueFactory = _ => "64GiB" };
         var dirtyLog = new Option<string>("--dirty-log") { Description = "dirty log for migrations that do not name one: auto, kernel or software", DefaultValueFactory = _ => "auto" };
@@ -24,12 +32,13 @@ internal static class AgentCommand
         var tlsCert = new Option<string?>("--tls-cert") { Description = "this host's certificate (PEM) for TLS on migration connections, both ways; needs --tls-key and --tls-ca (ferry certs writes test ones)" };
         var tlsKey = new Option<string?>("--tls-key") { Description = "the private key (PEM) of --tls-cert" };
         var tlsCa = new Option<string?>("--tls-ca") { Description = "the CA (PEM) every peer's certificate must chain to; peers must present one (mutual TLS)" };
-        var cmd = new Command("agent", "Run a host agent: runs VMs, accepts migrations, serves the control API") { listen, keyFile, migrationListen, maxMemory, dirtyLog, pageInstall, pauseLimit, tlsCert, tlsKey, tlsCa };
+        var stopWhenStdinCloses = new Option<bool>(StopWhenStdinClosesOption) { Hidden = true };
+        var cmd = new Command("agent", "Run a host agent: runs VMs, accepts migrations, serves the control API") { listen, keyFile, migrationListen, maxMemory, dirtyLog, pageInstall, pauseLimit, tlsCert, tlsKey, tlsCa, stopWhenStdinCloses };
         cmd.SetAction(async (parse, ct) =>
         {
-            var api = AgentOptions.ParseEndpoint(parse.GetValue(listen)!, "--listen");
+            var api = ParseEndpoint(parse.GetValue(listen)!, "--listen");
             var mig = parse.GetValue(migrationListen) is { } m
-                ? AgentOptions.ParseEndpoint(m, "--migration-listen")
+                ? ParseEndpoint(m, "--migration-listen")
                 : new System.Net.IPEndPoint(api.Address, 0);
             if (!UnitParser.TryParseBytes(parse.GetValue(maxMemory)!, out long max, out string err))
             {
@@ -87,11 +96,64 @@ internal static class AgentCommand
             var endpoints = (AgentEndpoints)app.Services.GetService(typeof(AgentEndpoints))!;
             Console.Out.WriteLine($"{ReadyPrefix}{url} (migrations on {endpoints.Migration})");
             Console.Out.Flush();
+            if (parse.GetValue(stopWhenStdinCloses))
+            {
+                StopWhenStdinCloses(app);
+            }
             // Ctrl+C or SIGTERM reaches the host's lifetime or our token, whichever registered first.
             await app.WaitForShutdownAsync(ct).ConfigureAwait(false);
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>ADDRESS:PORT of an option; anything else (a port past 65535, no port, no address) is a usage error naming the option.</summary>
+    internal static System.Net.IPEndPoint ParseEndpoint(string text, string option)
+    {
+        int colon = text.LastIndexOf(':');
+        if (colon >= 0 && long.TryParse(text.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long port)
+            && port > System.Net.IPEndPoint.MaxPort)
+        {
+            throw new UsageException($"{option} '{text}': port {port} is out of range (0 to {System.Net.IPEndPoint.MaxPort})");
+        }
+        try
+        {
+            return AgentOptions.ParseEndpoint(text, option);
+        }
+        catch (ArgumentException ex)
+        {
+            throw new UsageException(ex.Message);
+        }
+    }
+
+    /// <summary>Reads standard input to its end on a thread of its own (nothing is ever written to it), then stops the agent as Ctrl+C would.</summary>
+    private static void StopWhenStdinCloses(Microsoft.AspNetCore.Builder.WebApplication app)
+    {
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                using Stream stdin = Console.OpenStandardInput();
+                var buffer = new byte[256];
+                while (stdin.Read(buffer) > 0)
+                {
+                }
+            }
+            catch (IOException)
+            {
+                // A broken pipe is an end too.
+            }
+            try
+            {
+                app.Lifetime.StopApplication();
+            }
+            catch (ObjectDisposedException)
+            {
+                // Already stopped.
+            }
+        })
+        { IsBackground = true, Name = "ferry stdin watch" };
+        thread.Start();
     }
 
     /// <summary>TLS from the three files, or none; two of three is a usage error, as is a file that cannot serve.</summary>

@@ -9,6 +9,9 @@ namespace Ferry.Cli.Commands;
 /// Two `ferry agent` child processes on loopback with a fresh cluster key, for `ferry migrate`
 /// with no --from/--to; with TLS, also a throwaway CA and a certificate for each. Their logs go to
 /// a file; they are ended (by the ids we started) on dispose, and the key and certificates deleted.
+/// Each runs in a session of its own (setsid), so a Ctrl+C at the terminal reaches `ferry migrate`
+/// alone, which cancels the migration through them; and each stops by itself when its standard
+/// input closes, that is when `ferry migrate` is gone however it ended.
 /// </summary>
 internal sealed class ChildAgents : IAsyncDisposable
 {
@@ -75,17 +78,24 @@ internal sealed class ChildAgents : IAsyncDisposable
     private async Task<Uri> StartOne(string role, CancellationToken ct)
     {
         string exe = Environment.ProcessPath ?? throw new InvalidOperationException("cannot find the ferry executable");
-        var psi = new ProcessStartInfo(exe)
+        string? setsid = FindSetsid();
+        var psi = new ProcessStartInfo(setsid ?? exe)
         {
+            RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (setsid is not null)
+        {
+            // A child of ours is never a process group leader, so setsid execs in place: the id we hold is the agent's.
+            psi.ArgumentList.Add(exe);
+        }
         if (Path.GetFileNameWithoutExtension(exe) == "dotnet")
         {
             psi.ArgumentList.Add(typeof(ChildAgents).Assembly.Location);
         }
-        foreach (string arg in new[] { "agent", "--listen", "127.0.0.1:0", "--key-file", KeyFile })
+        foreach (string arg in new[] { "agent", "--listen", "127.0.0.1:0", "--key-file", KeyFile, AgentCommand.StopWhenStdinClosesOption })
         {
             psi.ArgumentList.Add(arg);
         }
@@ -137,6 +147,56 @@ internal sealed class ChildAgents : IAsyncDisposable
                 _ = process.StandardOutput.ReadToEndAsync(CancellationToken.None);
                 return new Uri(url);
             }
+        }
+    }
+
+    /// <summary>util-linux <c>setsid</c>, when the host has it (without it, a terminal's Ctrl+C also reaches the agents).</summary>
+    private static string? FindSetsid()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return null;
+        }
+        foreach (string dir in (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            string candidate = Path.Combine(dir, "setsid");
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// For a second Ctrl+C, which exits at once: SIGKILL to both agents without waiting, and their
+    /// directory (the key, the certificates, the log) removed.
+    /// </summary>
+    public void KillNow()
+    {
+        Process[] processes;
+        lock (_processes)
+        {
+            processes = [.. _processes];
+        }
+        foreach (var p in processes)
+        {
+            try
+            {
+                p.Kill();
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or System.ComponentModel.Win32Exception)
+            {
+                // Already gone.
+            }
+        }
+        try
+        {
+            Directory.Delete(_dir, recursive: true);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // Exiting anyway; a leftover temp directory is all it costs.
         }
     }
 

@@ -63,7 +63,8 @@ internal static class MigrateCommand
         };
         cmd.Options.Add(tls);
         cmd.Options.Add(connections);
-        cmd.SetAction(async (p, ct) =>
+        // Program turns System.CommandLine's Ctrl+C handling off for this command: Interrupt does it (cancel, follow, report).
+        cmd.SetAction(async (p, _) =>
         {
             var s = new Settings(
                 p.GetValue(memory)!, p.GetValue(vcpus), p.GetValue(workload)!, p.GetValue(fill)!, p.GetValue(technique)!, p.GetValue(dirtyLog)!,
@@ -84,13 +85,23 @@ internal static class MigrateCommand
             if (s.ResumeId is not null)
             {
                 ValidateResume(s);
-                return await ResumeAsync(s, ct).ConfigureAwait(false);
             }
-            Validate(s);
-            return await RunAsync(s, ct, useTls).ConfigureAwait(false);
+            else
+            {
+                Validate(s);
+            }
+            s = s with { ReportPath = ReportFile.Check(s.ReportPath) };
+            using var interrupt = Interrupt.Register();
+            return s.ResumeId is not null
+                ? await ResumeAsync(s, interrupt).ConfigureAwait(false)
+                : await RunAsync(s, interrupt, useTls).ConfigureAwait(false);
         });
+        Command = cmd;
         return cmd;
     }
+
+    /// <summary>The command <see cref="Create"/> made: Program invokes it without System.CommandLine's signal handling.</summary>
+    public static Command? Command { get; private set; }
 
     private static TimeSpan ParseDuration(string text, string option) =>
         UnitParser.TryParseDuration(text, out var d, out string e) ? d : throw new UsageException($"{option}: {e}");
@@ -119,7 +130,6 @@ internal static class MigrateCommand
         {
             throw new UsageException("--resume continues a migration that already knows its VM and destination; drop --to/--vm");
         }
-        CheckReportPath(s.ReportPath);
     }
 
     /// <summary>Checks every value before anything starts, so a typo costs nothing.</summary>
@@ -169,16 +179,6 @@ internal static class MigrateCommand
         {
             throw new UsageException("--vm names a VM on --from; give --from/--to too");
         }
-        CheckReportPath(s.ReportPath);
-    }
-
-    private static void CheckReportPath(string path)
-    {
-        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (dir is not null && !Directory.Exists(dir))
-        {
-            throw new UsageException($"--report: directory '{dir}' does not exist");
-        }
     }
 
     private static StartMigrationRequest ToRequest(Settings s, string vmId, string target) => new()
@@ -199,9 +199,13 @@ internal static class MigrateCommand
         PageConnections = s.Connections,
     };
 
-    private static async Task<int> RunAsync(Settings s, CancellationToken ct, bool tls)
+    private static async Task<int> RunAsync(Settings s, Interrupt interrupt, bool tls)
     {
         ChildAgents? children = null;
+        AgentClient? source = null;
+        string? createdVm = null;
+        bool started = false;
+        interrupt.Notice = "ferry: interrupted: stopping before the migration starts… (Ctrl+C again to exit at once)";
         try
         {
             Uri from, to;
@@ -209,7 +213,8 @@ internal static class MigrateCommand
             if (s.From is null)
             {
                 Status(s, tls ? "starting two agents on loopback, migrating over TLS (certificates from a throwaway CA)…" : "starting two agents on loopback…");
-                children = await ChildAgents.StartAsync(tls, ct).ConfigureAwait(false);
+                children = await ChildAgents.StartAsync(tls, interrupt.Token).ConfigureAwait(false);
+                interrupt.OnExitNow(children.KillNow);
                 from = children.Source;
                 to = children.Destination;
                 key = ClusterKey.Load(children.KeyFile);
@@ -219,20 +224,23 @@ internal static class MigrateCommand
             {
                 from = s.From;
                 to = s.To!;
-                try
-                {
-                    key = ClusterKey.Load(s.KeyFile!);
-                }
-                catch (ArgumentException ex)
-                {
-                    throw new UsageException(ex.Message);
-                }
+                key = LoadKey(s.KeyFile!);
             }
-            using var source = new AgentClient(from, key);
+            source = new AgentClient(from, key);
+            if (children is null)
+            {
+                // Agents someone else runs: a wrong URL (a web server, a proxy page: "not a Ferry agent") or key
+                // is found before anything is created, and named for the URL it is about.
+                await source.InfoAsync(CancellationToken.None).ConfigureAwait(false);
+                using var destination = new AgentClient(to, key);
+                await destination.InfoAsync(CancellationToken.None).ConfigureAwait(false);
+            }
             string vmId;
             if (s.VmId is null)
             {
+                interrupt.Token.ThrowIfCancellationRequested();
                 Status(s, $"creating a {s.Memory} VM running {s.Workload}…");
+                // Not cancelled halfway: a VM created without our knowing its id could not be cleaned up.
                 var created = await source.CreateVmAsync(new CreateVmRequest
                 {
                     Name = "ferry-demo",
@@ -240,23 +248,56 @@ internal static class MigrateCommand
                     Vcpus = s.Vcpus,
                     Workload = s.Workload,
                     Fill = s.Fill,
-                }, ct).ConfigureAwait(false);
-                vmId = created.Id;
+                }, CancellationToken.None).ConfigureAwait(false);
+                vmId = createdVm = created.Id;
                 Status(s, $"VM {vmId} running; measuring its throughput for {s.Baseline.TotalSeconds:0.#} s before migrating…");
-                await Task.Delay(s.Baseline, ct).ConfigureAwait(false);
+                await Task.Delay(s.Baseline, interrupt.Token).ConfigureAwait(false);
             }
             else
             {
                 vmId = s.VmId;
             }
-            var started = await source.StartMigrationAsync(ToRequest(s, vmId, to.ToString()), ct).ConfigureAwait(false);
-            int exit = await FollowAsync(s, source, started.Id, vmId, ct).ConfigureAwait(false);
-            if (exit != 0 && children is not null)
+            interrupt.Notice = "ferry: cancelling the migration… (Ctrl+C again to exit at once, without waiting for its end)";
+            interrupt.Token.ThrowIfCancellationRequested();
+            // Not cancelled halfway either: a migration started without our knowing its id could not be cancelled.
+            started = true;
+            var migration = await source.StartMigrationAsync(ToRequest(s, vmId, to.ToString()), CancellationToken.None).ConfigureAwait(false);
+            int exit = await FollowAsync(s, source, migration.Id, vmId, interrupt).ConfigureAwait(false);
+            if (exit is not (0 or Interrupt.ExitCode) && children is not null)
             {
                 children.KeepLog = true;
                 Console.Error.WriteLine($"ferry: agent logs kept in {children.LogFile}");
             }
             return exit;
+        }
+        catch (OperationCanceledException) when (interrupt.Requested && !started)
+        {
+            // Interrupted before a migration existed: nothing to cancel; the demo VM we made on someone's agent goes again.
+            if (createdVm is not null && children is null && source is not null)
+            {
+                try
+                {
+                    await source.DeleteVmAsync(createdVm, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (AgentApiException ex)
+                {
+                    Console.Error.WriteLine($"ferry: could not delete VM {createdVm} created for this run: {ex.Message}");
+                }
+            }
+            Console.Error.WriteLine("ferry: interrupted before the migration started; nothing was migrated");
+            return Interrupt.ExitCode;
+        }
+        catch (InvalidOperationException ex) when (s.From is null && children is null)
+        {
+            // A child agent that did not start (its log is named in the message).
+            Console.Error.WriteLine($"ferry: {ex.Message}");
+            return 1;
+        }
+        catch (TaskCanceledException) when (source is not null)
+        {
+            // The client's own timeout: the agent took the connection but does not answer.
+            Console.Error.WriteLine($"ferry: the agent at {source.BaseAddress} did not answer in time");
+            return 1;
         }
         catch (AgentApiException ex)
         {
@@ -269,6 +310,7 @@ internal static class MigrateCommand
         }
         finally
         {
+            source?.Dispose();
             if (children is not null)
             {
                 await children.DisposeAsync().ConfigureAwait(false);
@@ -276,23 +318,29 @@ internal static class MigrateCommand
         }
     }
 
-    /// <summary><c>--resume ID</c>: asks the source agent to reconnect a paused post-copy now, then follows it as a new migration would be.</summary>
-    private static async Task<int> ResumeAsync(Settings s, CancellationToken ct)
+    private static ClusterKey LoadKey(string path)
     {
-        ClusterKey key;
         try
         {
-            key = ClusterKey.Load(s.KeyFile!);
+            return ClusterKey.Load(path);
         }
         catch (ArgumentException ex)
         {
             throw new UsageException(ex.Message);
         }
+    }
+
+    /// <summary><c>--resume ID</c>: asks the source agent to reconnect a paused post-copy now, then follows it as a new migration would be.</summary>
+    private static async Task<int> ResumeAsync(Settings s, Interrupt interrupt)
+    {
+        ClusterKey key = LoadKey(s.KeyFile!);
         using var source = new AgentClient(s.From!, key);
+        interrupt.Notice = "ferry: cancelling the migration… (Ctrl+C again to exit at once, without waiting for its end)";
         MigrationView resumed;
         try
         {
-            resumed = await source.ResumeMigrationAsync(s.ResumeId!, ct).ConfigureAwait(false);
+            // Not cancelled halfway: once asked, the resume is followed (and a Ctrl+C then cancels it).
+            resumed = await source.ResumeMigrationAsync(s.ResumeId!, CancellationToken.None).ConfigureAwait(false);
         }
         catch (AgentApiException ex) when (ex.Status is System.Net.HttpStatusCode.NotFound or System.Net.HttpStatusCode.Conflict)
         {
@@ -307,7 +355,7 @@ internal static class MigrateCommand
         Status(s, $"resuming post-copy of migration {resumed.Id} (VM {resumed.VmId} to {resumed.Target})…");
         try
         {
-            return await FollowAsync(s, source, resumed.Id, resumed.VmId, ct).ConfigureAwait(false);
+            return await FollowAsync(s, source, resumed.Id, resumed.VmId, interrupt).ConfigureAwait(false);
         }
         catch (AgentApiException ex)
         {
@@ -316,21 +364,30 @@ internal static class MigrateCommand
         }
     }
 
-    /// <summary>Live progress until the migration ends, then the summary and the report file. Returns the exit code.</summary>
-    private static async Task<int> FollowAsync(Settings s, AgentClient source, string id, string vmId, CancellationToken ct)
+    /// <summary>
+    /// Live progress until the migration ends, then the summary and the report file. Returns the exit
+    /// code: 0 completed (also when a Ctrl+C came after the commit point, too late to cancel), 130
+    /// cancelled by our Ctrl+C, 1 for any other end, and 1 when the report could not be written.
+    /// </summary>
+    private static async Task<int> FollowAsync(Settings s, AgentClient source, string id, string vmId, Interrupt interrupt)
     {
         IAnsiConsole console = AnsiConsole.Console;
         bool live = !s.Json && !Console.IsOutputRedirected;
+        if (live)
+        {
+            interrupt.OnExitNow(() => console.Cursor.Show(true));
+        }
+        var follow = new Following(source, id, interrupt);
         MigrationView final = live
-            ? await WatchLiveAsync(console, source, id, ct).ConfigureAwait(false)
-            : await WatchPlainAsync(s, source, id, ct).ConfigureAwait(false);
+            ? await WatchLiveAsync(console, follow).ConfigureAwait(false)
+            : await WatchPlainAsync(s, follow).ConfigureAwait(false);
         MigrationReport? report = final.Report;
         if (report is null)
         {
             // Failed before the engine started (e.g. destination unreachable): no report from the engine.
             report = new MigrationReport { MigrationId = final.Id, Outcome = final.State.ToOutcome(), Error = final.Error, Vm = new VmInfo { Id = vmId } };
         }
-        WriteReport(s.ReportPath, report);
+        string? writeError = ReportFile.TryWrite(s.ReportPath, JsonSerializer.SerializeToUtf8Bytes(report, AgentJson.Indented));
         if (s.Json)
         {
             Console.Out.WriteLine(JsonSerializer.Serialize(report, AgentJson.Indented));
@@ -342,9 +399,35 @@ internal static class MigrateCommand
         else
         {
             SummaryRenderer.Render(console, report);
-            console.MarkupLine($"report written to [bold]{Markup.Escape(Path.GetFullPath(s.ReportPath))}[/]");
+            if (writeError is null)
+            {
+                console.MarkupLine($"report written to [bold]{Markup.Escape(s.ReportPath)}[/]");
+            }
         }
-        return report.Outcome == MigrationOutcome.Completed ? 0 : 1;
+        int exit = report.Outcome switch
+        {
+            MigrationOutcome.Completed => 0,
+            MigrationOutcome.Cancelled when interrupt.Requested => Interrupt.ExitCode,
+            _ => 1,
+        };
+        if (interrupt.Requested)
+        {
+            Console.Error.WriteLine(report.Outcome switch
+            {
+                MigrationOutcome.Completed => $"ferry: the cancel came after the commit point: migration {id} completed, the VM runs at the destination",
+                MigrationOutcome.Cancelled => $"ferry: migration {id} cancelled",
+                var other => $"ferry: migration {id} ended {other.ToString().ToLowerInvariant()} before the cancel took effect",
+            });
+        }
+        if (writeError is not null)
+        {
+            Console.Error.WriteLine($"ferry: could not write the report to {s.ReportPath}: {writeError}");
+            if (exit == 0)
+            {
+                exit = 1;
+            }
+        }
+        return exit;
     }
 
     private static void Status(Settings s, string text)
@@ -355,9 +438,39 @@ internal static class MigrateCommand
         }
     }
 
-    private static async Task<MigrationView> WatchLiveAsync(IAnsiConsole console, AgentClient source, string id, CancellationToken ct)
+    /// <summary>One migration being followed; on the first Ctrl+C the cancel is posted once, then it is watched to its end.</summary>
+    private sealed class Following(AgentClient source, string id, Interrupt interrupt)
     {
-        MigrationView view = await source.GetMigrationAsync(id, CancellationToken.None).ConfigureAwait(false);
+        private bool _cancelPosted;
+
+        public AgentClient Source => source;
+
+        public string Id => id;
+
+        public Task<MigrationView> FirstAsync() => source.GetMigrationAsync(id, CancellationToken.None);
+
+        public async Task<MigrationView> PollAsync(MigrationView last)
+        {
+            if (interrupt.Requested && !_cancelPosted && !last.State.IsFinished())
+            {
+                _cancelPosted = true;
+                try
+                {
+                    return await source.CancelMigrationAsync(id, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (AgentApiException ex) when (ex.Status != System.Net.HttpStatusCode.ServiceUnavailable)
+                {
+                    // Ended meanwhile, or refused: say so and watch on.
+                    Console.Error.WriteLine($"ferry: the agent did not take the cancel: {ex.Message}");
+                }
+            }
+            return await source.GetMigrationAsync(id, CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<MigrationView> WatchLiveAsync(IAnsiConsole console, Following follow)
+    {
+        MigrationView view = await follow.FirstAsync().ConfigureAwait(false);
         await console.Progress()
             .AutoClear(false)
             .HideCompleted(false)
@@ -367,7 +480,7 @@ internal static class MigrateCommand
                 var task = ctx.AddTask("connecting", maxValue: 100);
                 while (true)
                 {
-                    view = await PollAsync(source, id, view, ct).ConfigureAwait(false);
+                    view = await follow.PollAsync(view).ConfigureAwait(false);
                     if (view.Progress is { } p)
                     {
                         task.Description = Markup.Escape(ProgressLine.Describe(p));
@@ -388,19 +501,19 @@ internal static class MigrateCommand
         return view;
     }
 
-    private static async Task<MigrationView> WatchPlainAsync(Settings s, AgentClient source, string id, CancellationToken ct)
+    private static async Task<MigrationView> WatchPlainAsync(Settings s, Following follow)
     {
-        MigrationView view = await source.GetMigrationAsync(id, CancellationToken.None).ConfigureAwait(false);
+        MigrationView view = await follow.FirstAsync().ConfigureAwait(false);
         DateTime lastLine = DateTime.MinValue;
         bool hinted = false;
         while (true)
         {
-            view = await PollAsync(source, id, view, ct).ConfigureAwait(false);
+            view = await follow.PollAsync(view).ConfigureAwait(false);
             bool done = view.State.IsFinished();
             if (!s.Json && view.Progress is { AwaitingResume: true } && !hinted)
             {
                 hinted = true;
-                Console.Error.WriteLine($"ferry: post-copy paused and no longer retrying on its own; once the link is back: ferry migrate --resume {id} --from {source.BaseAddress} --key-file FILE (Ctrl+C abandons it)");
+                Console.Error.WriteLine($"ferry: post-copy paused and no longer retrying on its own; once the link is back: ferry migrate --resume {follow.Id} --from {follow.Source.BaseAddress} --key-file FILE (Ctrl+C abandons it)");
             }
             if (!s.Json && view.Progress is { } p && (done || DateTime.UtcNow - lastLine > TimeSpan.FromSeconds(1)))
             {
@@ -412,40 +525,6 @@ internal static class MigrateCommand
                 return view;
             }
             await Task.Delay(PollInterval, CancellationToken.None).ConfigureAwait(false);
-        }
-    }
-
-    /// <summary>One poll; on Ctrl+C asks the agent to cancel and keeps watching until it has.</summary>
-    private static async Task<MigrationView> PollAsync(AgentClient source, string id, MigrationView last, CancellationToken ct)
-    {
-        if (ct.IsCancellationRequested && !last.State.IsFinished())
-        {
-            return await source.CancelMigrationAsync(id, CancellationToken.None).ConfigureAwait(false);
-        }
-        return await source.GetMigrationAsync(id, CancellationToken.None).ConfigureAwait(false);
-    }
-
-    /// <summary>Writes via a temporary file, so a full disk never leaves a truncated report behind.</summary>
-    private static void WriteReport(string path, MigrationReport report)
-    {
-        string full = Path.GetFullPath(path);
-        string tmp = full + ".tmp";
-        try
-        {
-            File.WriteAllBytes(tmp, JsonSerializer.SerializeToUtf8Bytes(report, AgentJson.Indented));
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch (IOException ex)
-        {
-            try
-            {
-                File.Delete(tmp);
-            }
-            catch (IOException)
-            {
-                // Nothing more to clean.
-            }
-            Console.Error.WriteLine($"ferry: could not write the report to {full}: {ex.Message}");
         }
     }
 }
