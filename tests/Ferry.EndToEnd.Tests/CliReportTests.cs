@@ -106,6 +106,13 @@ public sealed class CliReportTests
             Directory.Delete(dir.Path, recursive: true);
         }
         int exit = ferry.WaitForExit(TimeSpan.FromSeconds(120));
+        // A non-zero exit keeps the agents' log directory; this test made it, this test removes it.
+        const string Kept = "ferry: agent logs kept in ";
+        if (ferry.StderrLines.FirstOrDefault(l => l.StartsWith(Kept, StringComparison.Ordinal)) is { } kept
+            && Path.GetDirectoryName(kept[Kept.Length..]) is { } logDir && Path.GetFileName(logDir).StartsWith("ferry-", StringComparison.Ordinal))
+        {
+            Directory.Delete(logDir, recursive: true);
+        }
 
         Assert.True(exit == 1, $"exit {exit}; stderr:\n{ferry.Stderr}");
         Assert.Contains(ferry.StderrLines, l => l.StartsWith($"ferry: could not write the report to {report}: ", StringComparison.Ordinal));
