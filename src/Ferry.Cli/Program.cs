@@ -24,9 +24,10 @@ public static class Program
         try
         {
             var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
-            if (parse.CommandResult.Command == MigrateCommand.Command)
+            if (parse.CommandResult.Command == MigrateCommand.Command || parse.CommandResult.Command.Name == "agent")
             {
                 // `ferry migrate` handles Ctrl+C itself: cancel the migration, wait for its end, write the report (Interrupt).
+                // `ferry agent` stops gracefully: it waits (--shutdown-timeout) for migrations in progress before it exits.
                 invocation.ProcessTerminationTimeout = null;
             }
             return await parse.InvokeAsync(invocation).ConfigureAwait(false);

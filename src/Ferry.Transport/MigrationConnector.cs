@@ -73,6 +73,16 @@ public static class MigrationConnector
             int limit = (int)Math.Min(int.MaxValue, options.HandshakeTimeout.TotalMilliseconds);
             socket.ReceiveTimeout = limit;
             socket.SendTimeout = limit;
+            // The timeout bounds the whole handshake, not each read: a peer sending a byte every 6 s kept a
+            // connection in its handshake for 56 s under a per-read 10 s limit. 0 = running, 1 = done, 2 = expired.
+            int state = 0;
+            using var deadline = new Timer(_ =>
+            {
+                if (Interlocked.CompareExchange(ref state, 2, 0) == 0)
+                {
+                    socket.Dispose();
+                }
+            }, null, options.HandshakeTimeout, Timeout.InfiniteTimeSpan);
             try
             {
                 if (options.Tls is { } tls)
@@ -92,8 +102,12 @@ public static class MigrationConnector
                         + "(give both agents --tls-cert, --tls-key and --tls-ca, or neither)");
                 }
                 RunKeyHandshake(stream, options, remote, client);
+                if (Interlocked.CompareExchange(ref state, 1, 0) != 0)
+                {
+                    throw new TimeoutException("handshake deadline passed");
+                }
             }
-            catch (Exception ex) when (TimedOut(ex))
+            catch (Exception ex) when (TimedOut(ex) || Volatile.Read(ref state) == 2)
             {
                 throw new TransportException($"no handshake within {options.HandshakeTimeout.TotalSeconds:0.###} s from {remote}", ex);
             }

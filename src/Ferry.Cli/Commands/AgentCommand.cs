@@ -32,8 +32,16 @@ internal static class AgentCommand
         var tlsCert = new Option<string?>("--tls-cert") { Description = "this host's certificate (PEM) for TLS on migration connections, both ways; needs --tls-key and --tls-ca (ferry certs writes test ones)" };
         var tlsKey = new Option<string?>("--tls-key") { Description = "the private key (PEM) of --tls-cert" };
         var tlsCa = new Option<string?>("--tls-ca") { Description = "the CA (PEM) every peer's certificate must chain to; peers must present one (mutual TLS)" };
+        var memoryBudget = new Option<string?>("--memory-budget") { Description = "guest memory this agent holds in all, VMs created here and migrations arriving (counted from their offer); a create or an offer that does not fit is refused (default: physical memory minus a tenth, at least 1 GiB)" };
+        var stallTimeout = new Option<string>("--stall-timeout") { Description = "a migration in which nothing moves for this long fails (outgoing: unless the request sets its own; incoming: a silent source is given up and its RAM freed)", DefaultValueFactory = _ => "10s" };
+        var shutdownTimeout = new Option<string>("--shutdown-timeout") { Description = "on SIGTERM or Ctrl+C: refuse new work and wait this long for migrations in progress, in and out, before cancelling them", DefaultValueFactory = _ => "60s" };
+        var apiName = new Option<string[]>("--api-name") { Description = "a host name clients use for this agent's API besides its addresses and host name (signed requests name the agent they are for); repeatable", AllowMultipleArgumentsPerToken = false };
         var stopWhenStdinCloses = new Option<bool>(StopWhenStdinClosesOption) { Hidden = true };
         var cmd = new Command("agent", "Run a host agent: runs VMs, accepts migrations, serves the control API") { listen, keyFile, migrationListen, maxMemory, dirtyLog, pageInstall, pauseLimit, tlsCert, tlsKey, tlsCa, stopWhenStdinCloses };
+        cmd.Options.Add(memoryBudget);
+        cmd.Options.Add(stallTimeout);
+        cmd.Options.Add(shutdownTimeout);
+        cmd.Options.Add(apiName);
         cmd.SetAction(async (parse, ct) =>
         {
             var api = ParseEndpoint(parse.GetValue(listen)!, "--listen");
@@ -81,7 +89,19 @@ internal static class AgentCommand
                 throw new UsageException(ex.Message);
             }
             Transport.TlsOptions? tls = LoadTls(parse.GetValue(tlsCert), parse.GetValue(tlsKey), parse.GetValue(tlsCa));
-            var options = new AgentOptions { ApiEndpoint = api, MigrationEndpoint = mig, Key = key, MaxVmMemoryBytes = max, DefaultDirtyLog = dirtyLogChoice, PageInstall = installChoice, PostCopyPauseLimit = pauseLimitValue, Tls = tls };
+            long budget = AgentOptions.DefaultMemoryBudget();
+            if (parse.GetValue(memoryBudget) is { } budgetText && (!UnitParser.TryParseBytes(budgetText, out budget, out string berr) || budget <= 0))
+            {
+                throw new UsageException("--memory-budget: " + (berr.Length > 0 ? berr : "must be positive"));
+            }
+            TimeSpan stall = PositiveDuration(parse.GetValue(stallTimeout)!, "--stall-timeout");
+            TimeSpan shutdown = PositiveDuration(parse.GetValue(shutdownTimeout)!, "--shutdown-timeout");
+            var options = new AgentOptions
+            {
+                ApiEndpoint = api, MigrationEndpoint = mig, Key = key, MaxVmMemoryBytes = max, DefaultDirtyLog = dirtyLogChoice, PageInstall = installChoice,
+                PostCopyPauseLimit = pauseLimitValue, Tls = tls, MemoryBudgetBytes = budget, StallTimeout = stall, ShutdownTimeout = shutdown,
+                ApiNames = parse.GetValue(apiName) ?? [],
+            };
             await using var app = AgentHost.Build(options);
             string url;
             try
@@ -106,6 +126,11 @@ internal static class AgentCommand
         });
         return cmd;
     }
+
+    private static TimeSpan PositiveDuration(string text, string option) =>
+        UnitParser.TryParseDuration(text, out TimeSpan value, out string err) && value > TimeSpan.Zero
+            ? value
+            : throw new UsageException($"{option}: " + (err.Length > 0 ? err : "must be positive"));
 
     /// <summary>ADDRESS:PORT of an option; anything else (a port past 65535, no port, no address) is a usage error naming the option.</summary>
     internal static System.Net.IPEndPoint ParseEndpoint(string text, string option)

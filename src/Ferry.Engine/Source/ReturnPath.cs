@@ -43,8 +43,6 @@ internal sealed class ReturnPath : IDisposable
         MigrationFailedException m => m,
         ProtocolException { Kind: ProtocolErrorKind.Truncated } p => new MigrationFailedException(Core.Migration.MigrationFailure.PeerDisconnected, $"destination disconnected ({context}): {p.Message}", p),
         ProtocolException p => new MigrationFailedException(Core.Migration.MigrationFailure.ProtocolViolation, $"destination broke the protocol ({context}): {p.Message}", p),
-        IOException { InnerException: System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.TimedOut } } io =>
-            new MigrationFailedException(Core.Migration.MigrationFailure.Timeout, $"destination stalled ({context}): the link took no byte within the stall timeout", io),
         IOException io => new MigrationFailedException(Core.Migration.MigrationFailure.PeerDisconnected, $"connection to destination lost ({context}): {io.InnerException?.Message ?? io.Message}", io),
         ObjectDisposedException od => new MigrationFailedException(Core.Migration.MigrationFailure.PeerDisconnected, $"connection to destination closed ({context})", od),
         _ => new MigrationFailedException(Core.Migration.MigrationFailure.Internal, $"{context}: {e.Message}", e),

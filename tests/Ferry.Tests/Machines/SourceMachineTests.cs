@@ -282,6 +282,22 @@ public sealed class SourceMachineTests
     }
 
     [Fact]
+    public void A_write_that_gives_up_after_the_stall_timeout_is_reported_as_a_stall_and_an_early_one_as_a_lost_link()
+    {
+        SourceWorld w = StopIn(MigrationTechnique.PreCopy, MigrationPhase.Draining);
+        w.Advance(TimeSpan.FromSeconds(3));
+        w.M.HandleFailure(MigrationFailure.PeerDisconnected, "connection reset", w.Now);
+        Assert.Equal(MigrationFailure.PeerDisconnected, w.M.Failure);
+
+        SourceWorld stalled = StopIn(MigrationTechnique.PreCopy, MigrationPhase.Draining);
+        stalled.Advance(TimeSpan.FromSeconds(10));
+        stalled.M.HandleFailure(MigrationFailure.PeerDisconnected, "connection timed out", stalled.Now);
+        Assert.Equal(MigrationFailure.Timeout, stalled.M.Failure);
+        Assert.StartsWith("destination stalled: nothing moved for 10 s (draining", stalled.M.Error);
+        Assert.Contains("connection timed out", stalled.M.Error);
+    }
+
+    [Fact]
     public void A_wait_the_bandwidth_limit_imposes_is_not_a_stall()
     {
         // 64 KiB/s, the lowest limit allowed: one full batch frame (~1 MiB) is a 16 s wait, past the 10 s stall timeout.

@@ -75,6 +75,37 @@ public sealed class TransportTests
     }
 
     [Fact]
+    public void A_client_that_drips_one_byte_per_interval_is_refused_at_the_whole_handshake_deadline()
+    {
+        var refused = new List<string>();
+        // Each byte comes well within the per-read limit; only a deadline for the whole handshake ends this.
+        var options = Options with { HandshakeTimeout = TimeSpan.FromMilliseconds(600) };
+        using var server = new MigrationServer(new IPEndPoint(IPAddress.Loopback, 0), options, c => c.Dispose(),
+            (remote, reason) => { lock (refused) { refused.Add(reason); } });
+        using var drip = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        drip.Connect(server.Endpoint);
+        byte[] magic = "FERRYMIG"u8.ToArray();
+        int sent = 0;
+        try
+        {
+            for (int i = 0; i < 40 && refused.Count == 0; i++)
+            {
+                drip.Send(magic.AsSpan(i % magic.Length, 1));
+                sent++;
+                Thread.Sleep(200);
+            }
+        }
+        catch (SocketException)
+        {
+            // The server closed on us: the refusal below says why.
+        }
+        Bounded.WaitUntil(() => { lock (refused) { return refused.Count == 1; } }, TimeSpan.FromSeconds(10), "the dripping client was refused");
+        Assert.Contains("no handshake within 0.6 s", refused[0]);
+        // Refused long before its 40 drips were through.
+        Assert.True(sent < 20, $"{sent} bytes were accepted");
+    }
+
+    [Fact]
     public void An_accepted_connection_reaches_the_server_handler_authenticated()
     {
         MigrationConnection? got = null;

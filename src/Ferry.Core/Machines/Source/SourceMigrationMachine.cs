@@ -283,8 +283,7 @@ public sealed class SourceMigrationMachine
         }
         if (StallWatched && now >= StallAt)
         {
-            Fail(MigrationFailure.Timeout,
-                $"destination stalled: nothing moved for {Seconds(_options.StallTimeout)} s ({Phase.ToWire()}{(Round > 0 ? $", round {Round}" : "")})", now);
+            Fail(MigrationFailure.Timeout, StallMessage, now);
             return;
         }
         if (_deadline == Deadline.None || now < _deadlineAt)
@@ -385,8 +384,17 @@ public sealed class SourceMigrationMachine
             // An old connection's reader noticing late: the pause already knows.
             return;
         }
+        if (StallWatched && now >= StallAt && kind is MigrationFailure.PeerDisconnected or MigrationFailure.Timeout)
+        {
+            // A write that gave up after the stall timeout (the driver gives every write that limit): nothing moved for that long.
+            Fail(MigrationFailure.Timeout, $"{StallMessage} ({message})", now);
+            return;
+        }
         Fail(kind, message, now);
     }
+
+    private string StallMessage =>
+        $"destination stalled: nothing moved for {Seconds(_options.StallTimeout)} s ({Phase.ToWire()}{(Round > 0 ? $", round {Round}" : "")})";
 
     /// <summary>Something the driver did failed (a write, a read of guest RAM, its own bug): handled as a broken link of that kind.</summary>
     public void HandleFailure(MigrationFailure kind, string message, TimeSpan now)
