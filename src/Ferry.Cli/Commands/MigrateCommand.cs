@@ -27,7 +27,7 @@ internal static class MigrateCommand
         string Memory, int Vcpus, string Workload, string Fill, string Technique, string DirtyLog, string? MaxBandwidth, string? DowntimeLimit,
         int? MaxRounds, long? DirtyThreshold, double? MaxRamMultiple, string? Timeout, int? HybridRounds, TimeSpan Baseline,
         Uri? From, Uri? To, string? KeyFile, string? VmId, string ReportPath, bool Json,
-        string? RetryWindow = null, string? PauseLimit = null, string? ResumeId = null, int? Connections = null);
+        string? RetryWindow = null, string? PauseLimit = null, string? ResumeId = null, int? Connections = null, string? StallTimeout = null);
 
     public static Command Create()
     {
@@ -63,6 +63,8 @@ internal static class MigrateCommand
         };
         cmd.Options.Add(tls);
         cmd.Options.Add(connections);
+        var stallTimeout = new Option<string?>("--stall-timeout") { Description = "fail when nothing moves for this long, e.g. a frozen destination (default: the source agent's, 10s); before the commit the VM runs on at the source" };
+        cmd.Options.Add(stallTimeout);
         // Program turns System.CommandLine's Ctrl+C handling off for this command: Interrupt does it (cancel, follow, report).
         cmd.SetAction(async (p, _) =>
         {
@@ -71,7 +73,7 @@ internal static class MigrateCommand
                 p.GetValue(maxBandwidth), p.GetValue(downtime), p.GetValue(maxRounds), p.GetValue(dirtyThreshold), p.GetValue(ramMultiple),
                 p.GetValue(timeout), p.GetValue(hybridRounds), ParseDuration(p.GetValue(baseline)!, "--baseline"),
                 ParseUrl(p.GetValue(from), "--from"), ParseUrl(p.GetValue(to), "--to"), p.GetValue(keyFile), p.GetValue(vm),
-                p.GetValue(report)!, p.GetValue(json), p.GetValue(retryWindow), p.GetValue(pauseLimit), p.GetValue(resume), p.GetValue(connections));
+                p.GetValue(report)!, p.GetValue(json), p.GetValue(retryWindow), p.GetValue(pauseLimit), p.GetValue(resume), p.GetValue(connections), p.GetValue(stallTimeout));
             if (s.Connections is < 0 or > MigrationOptions.MaxPageConnections)
             {
                 throw new UsageException($"--connections must be 0 to {MigrationOptions.MaxPageConnections}");
@@ -197,6 +199,7 @@ internal static class MigrateCommand
         PostCopyRetryWindow = s.RetryWindow,
         PostCopyPauseLimit = s.PauseLimit,
         PageConnections = s.Connections,
+        StallTimeout = s.StallTimeout,
     };
 
     private static async Task<int> RunAsync(Settings s, Interrupt interrupt, bool tls)
