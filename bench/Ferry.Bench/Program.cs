@@ -78,6 +78,20 @@ internal static class Program
               --no-warmup        skip the small untimed warm-up migrations
               --out PATH         JSON results (default bench-results/connections-<timestamp>.json)
 
+          eta           is the live progress's ETA honest (issue 9)? An idle guest full of data, a memtouch guest
+                        that converges and one that does not (round cap), migrated at a bandwidth limit while
+                        the source's progress is sampled; the ETA against the real remaining time at 25/50/75 %
+                        of each run, and when "not converging" was first shown
+              --cases LIST       idle,converging,nonconverging (default all three)
+              --memory SIZE      guest RAM (default 512MiB)
+              --bandwidth RATE   sender limit (default 30MB/s)
+              --max-rounds N     round cap of the non-converging case (default 8)
+              --sample-ms N      progress sampling interval, 100 to 200 (default 150)
+              --connections N    page connections (default 2, as ferry migrate)
+              --repeats N        repeats (default 1); every run is printed
+              --no-warmup        skip the small untimed warm-up migration
+              --out PATH         JSON results with every sample (default bench-results/eta-<timestamp>.json)
+
         Tiered compilation is off (runtimeconfig); DOTNET_TieredCompilation overrides it and is reported.
         """;
 
@@ -98,6 +112,8 @@ internal static class Program
                     return PostCopyBenchmark.Execute(args);
                 case "connections":
                     return ConnectionsBenchmark.Execute(args);
+                case "eta":
+                    return EtaBenchmark.Execute(args);
                 case "help" or "--help" or "-h":
                     Console.WriteLine(Usage);
                     return 0;

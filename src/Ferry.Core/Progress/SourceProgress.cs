@@ -1,5 +1,6 @@
 using Ferry.Core.Machines.Source;
 using Ferry.Core.Migration;
+using Ferry.Core.Reporting;
 
 namespace Ferry.Core.Progress;
 
@@ -8,32 +9,28 @@ namespace Ferry.Core.Progress;
 /// <param name="GuestWritesPerSecond">The guest's recent write rate: before the first harvest it stands in for the dirty rate.</param>
 /// <param name="ScanningAll">A round over every populated page is in flight (round 1 or the static copy).</param>
 /// <param name="ScannedPages">How far that scan has come.</param>
-public readonly record struct SourceGuestView(long PopulatedPages, double GuestWritesPerSecond, bool ScanningAll, long ScannedPages);
+/// <param name="DirtiedThisRound">Distinct pages the dirty log holds since the last harvest, when the driver can count them cheaply (null: not counted). The ETA's best evidence of the dirty set while a round runs, round 1 above all.</param>
+public readonly record struct SourceGuestView(long PopulatedPages, double GuestWritesPerSecond, bool ScanningAll, long ScannedPages, long? DirtiedThisRound = null);
 
-/// <summary>Builds the progress snapshot of a source machine: phase, round, share of RAM covered, rates and an ETA that never rises.</summary>
+/// <summary>Builds the progress snapshot of a source machine: phase, round, share of RAM covered, rates and an honest ETA.</summary>
 public sealed class SourceProgress
 {
-    private readonly MonotonicEta _eta = new();
+    private readonly EtaSmoother _eta = new();
+
+    /// <summary>The guest's write rate as last seen (the driver reports it while round 1 runs only; the dirty model needs it after).</summary>
+    private double _writesPerSecond;
 
     /// <param name="pageWireBytes">What one page costs on the wire (its bytes and its entry header).</param>
     public MigrationProgress Snapshot(SourceMigrationMachine m, SourceGuestView view, TimeSpan now, int pageWireBytes)
     {
-        double elapsed = (now - m.Timeline.Start).TotalSeconds;
-        double roundSeconds = (now - m.RoundStart).TotalSeconds;
-        long wire = m.Counters.WireBytes;
-        double throughput = roundSeconds > 0.05 ? (wire - m.RoundWireStart) / roundSeconds : m.LastBandwidth;
-        double? raw = null;
-        if (throughput > 0)
+        if (view.GuestWritesPerSecond > 0)
         {
-            double pageRate = throughput / pageWireBytes;
-            // Before the first harvest the guest's write rate over the send rate stands in for q (an upper bound).
-            double shrink = m.LastShrink ?? Math.Max(0, view.GuestWritesPerSecond) / pageRate;
-            long total = view.ScanningAll ? view.PopulatedPages : m.RoundPages;
-            long left = Math.Max(0, total - m.RoundSent);
-            raw = m.RoundKind != RoundKind.Live
-                ? left / pageRate
-                : PreCopyEta.Estimate(m.Settings.Options.PreCopy, m.Round, total, left, pageRate, shrink, wire, m.Settings.RamBytes, elapsed);
+            _writesPerSecond = view.GuestWritesPerSecond;
         }
+        EtaInput input = EtaInputOf(m, view with { GuestWritesPerSecond = _writesPerSecond }, now, pageWireBytes);
+        EtaResult eta = MigrationEta.Estimate(input);
+        double roundSeconds = input.RoundSeconds;
+        double throughput = roundSeconds > 0.05 ? input.RoundWireBytes / roundSeconds : m.LastBandwidth;
         return new MigrationProgress
         {
             Phase = m.Phase,
@@ -42,13 +39,53 @@ public sealed class SourceProgress
             RoundPagesSent = view.ScanningAll ? view.ScannedPages : m.RoundSent,
             // Never-written pages count as covered: they are zero at both ends and need no bytes.
             RamSentFraction = Math.Min(1.0, (double)(m.Counters.UniqueSent + m.Counters.NeverWrittenSkipped) / m.Settings.GuestPages),
-            WireBytes = wire,
+            WireBytes = input.WireBytes,
             DirtyPagesPerSecond = m.LastDirtyRate,
             ThroughputBytesPerSecond = throughput,
-            EtaSeconds = m.Phase == MigrationPhase.Completed ? 0 : _eta.Update(elapsed, raw),
-            ElapsedSeconds = elapsed,
+            EtaKind = eta.Kind,
+            EtaSeconds = _eta.Update(input.ElapsedSeconds, eta.Kind, eta.Seconds),
+            EtaBound = eta.Bound,
+            RoundEtaSeconds = eta.RoundSeconds,
+            DirtiedPerSent = eta.DirtiedPerSent,
+            ElapsedSeconds = input.ElapsedSeconds,
             Detail = m.PauseDetail(now),
             AwaitingResume = m.AwaitingResume,
+        };
+    }
+
+    /// <summary>What the ETA reads of the machine and the driver's view at <paramref name="now"/> (a pure read: nothing changes).</summary>
+    public static EtaInput EtaInputOf(SourceMigrationMachine m, SourceGuestView view, TimeSpan now, int pageWireBytes)
+    {
+        string live = RoundKind.Live.ToWire();
+        var rounds = new List<RoundSample>(m.Rounds.Count);
+        foreach (RoundRecord r in m.Rounds)
+        {
+            if (r.Kind == live)
+            {
+                rounds.Add(new RoundSample(r.PagesSent, r.PagesDirtied, r.WireBytes, r.DurationMs / 1000));
+            }
+        }
+        long wire = m.Counters.WireBytes;
+        return new EtaInput
+        {
+            Phase = m.Phase,
+            Options = m.Settings.Options,
+            GuestPages = m.Settings.GuestPages,
+            RoundKind = m.RoundKind,
+            Round = m.Round,
+            RoundPages = view.ScanningAll ? view.PopulatedPages : m.RoundPages,
+            RoundPagesSent = m.RoundSent,
+            RoundWireBytes = wire - m.RoundWireStart,
+            RoundSeconds = Math.Max(0, (now - m.RoundStart).TotalSeconds),
+            ElapsedSeconds = (now - m.Timeline.Start).TotalSeconds,
+            WireBytes = wire,
+            LiveRounds = rounds,
+            GuestWritesPerSecond = view.GuestWritesPerSecond,
+            // Only a scan in flight knows the populated count (0 otherwise: unknown).
+            PopulatedPages = view.ScanningAll ? view.PopulatedPages : 0,
+            RoundPagesDirtied = view.DirtiedThisRound,
+            PostCopyPages = m.Phase == MigrationPhase.PostCopy ? m.PostCopyRemaining : m.PostCopyPending,
+            PageWireBytes = pageWireBytes,
         };
     }
 }
