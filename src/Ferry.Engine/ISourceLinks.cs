@@ -18,4 +18,11 @@ public interface ISourceLinks
 
     /// <summary>Bytes the peer has acknowledged on <paramref name="stream"/> (TCP's counter), or null when the transport cannot tell.</summary>
     LinkDelivery? Delivered(Stream stream);
+
+    /// <summary>
+    /// True when <paramref name="error"/> (from a write on one of these connections) is the write
+    /// limit running out — the peer took nothing for the stall timeout — rather than the link
+    /// breaking. The engine cannot tell a socket's errors apart; the transport can.
+    /// </summary>
+    bool IsStall(Exception error) => false;
 }

@@ -31,4 +31,6 @@ public sealed class LoopbackLinks(TransportOptions options, Action<MigrationConn
     }
 
     public LinkDelivery? Delivered(Stream stream) => null;
+
+    public bool IsStall(Exception error) => MigrationConnector.IsTimeout(error);
 }

@@ -159,6 +159,9 @@ public static class MigrationConnector
     /// <summary>A read or write ran into the handshake timeout set on the socket.</summary>
     private static bool TimedOut(Exception ex) => SocketErrorIn(ex) is SocketError.TimedOut;
 
+    /// <summary>A socket's send or receive limit ran out under this exception (however wrapped).</summary>
+    internal static bool IsTimeout(Exception ex) => TimedOut(ex);
+
     /// <summary>The socket error under a stream or TLS exception (SslStream wraps the socket's in one or two IOExceptions).</summary>
     private static SocketError? SocketErrorIn(Exception ex)
     {

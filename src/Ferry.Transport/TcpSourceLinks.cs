@@ -30,4 +30,6 @@ public sealed class TcpSourceLinks : ISourceLinks
     public Stream Open(CancellationToken ct) => Adopt(MigrationConnector.Connect(_endpoint, _options, ct));
 
     public LinkDelivery? Delivered(Stream stream) => _open.TryGetValue(stream, out var c) ? c.Delivered() : null;
+
+    public bool IsStall(Exception error) => MigrationConnector.IsTimeout(error);
 }

@@ -19,9 +19,10 @@ public sealed class AdmissionTests
         await Scene.CreateVm(first, "twin", "128MiB");
         await Scene.CreateVm(second, "twin", "128MiB");
         // Slow enough that both offers arrive while the first is still under way.
-        var a = await Scene.Start(first, destination, "twin", bandwidth: "20MB/s", stall: "10s");
+        // 40 MB/s: the 8 MiB the guest rewrites fits the 300 ms downtime limit, so it converges.
+        var a = await Scene.Start(first, destination, "twin", bandwidth: "40MB/s", stall: "10s");
         await Scene.InPhase(first, a.Id, v => v.Progress!.WireBytes > 1 << 20, "the first migration under way");
-        var b = await Scene.Start(second, destination, "twin", bandwidth: "20MB/s", stall: "10s");
+        var b = await Scene.Start(second, destination, "twin", bandwidth: "40MB/s", stall: "10s");
         MigrationView endA = await Scene.Ended(first, a.Id);
         MigrationView endB = await Scene.Ended(second, b.Id);
         Assert.Equal(OutgoingState.Completed, endA.State);

@@ -845,7 +845,7 @@ public sealed class SourceMigration : ISendLoop
                 break;
             case SourceInputKind.LinkFailed:
             {
-                MigrationFailedException f = ReturnPath.Wrap(input.Error!, "during " + m.Phase.ToWire());
+                MigrationFailedException f = Classify(input.Error!, "during " + m.Phase.ToWire());
                 m.HandleLinkBroken(f.Kind, f.Message, now);
                 break;
             }
@@ -886,7 +886,7 @@ public sealed class SourceMigration : ISendLoop
                     // failed and the control connection says why). Only a write that fails, or a connection cut mid-frame, is a broken link.
                     break;
                 }
-                MigrationFailedException f = ReturnPath.Wrap(input.Error!, $"page connection {input.Channel}, during {m.Phase.ToWire()}");
+                MigrationFailedException f = Classify(input.Error!, $"page connection {input.Channel}, during {m.Phase.ToWire()}");
                 m.HandleLinkBroken(f.Kind, f.Message, now);
                 break;
             }
@@ -1032,6 +1032,13 @@ public sealed class SourceMigration : ISendLoop
         }
     }
 
+    /// <summary>What a failed read or write means: a stall when the transport says the write limit ran out, else what the stream's error says.</summary>
+    private MigrationFailedException Classify(Exception error, string context) =>
+        _links?.IsStall(error) == true
+            ? new MigrationFailedException(MigrationFailure.Timeout,
+                $"destination stalled ({context}): the link took no byte for {_options.StallTimeout.TotalSeconds:0.###} s", error)
+            : ReturnPath.Wrap(error, context);
+
     /// <summary>A command failed on this side: usually the link, whose clearer cause the return path may be about to report.</summary>
     private void ReportFailure(SourceMigrationMachine m, Exception ex)
     {
@@ -1046,7 +1053,7 @@ public sealed class SourceMigration : ISendLoop
         {
             cause = rp;
         }
-        MigrationFailedException f = ReturnPath.Wrap(cause, "during " + m.Phase.ToWire());
+        MigrationFailedException f = Classify(cause, "during " + m.Phase.ToWire());
         m.HandleFailure(f.Kind, f.Message, Now);
     }
 
@@ -1147,7 +1154,7 @@ public sealed class SourceMigration : ISendLoop
         _publishedPhase = m.Phase;
         var view = new SourceGuestView(
             PopulatedPages: _scanningAll ? _memory.PopulatedCount() : 0,
-            GuestWritesPerSecond: m.LastShrink is null ? _vm.OpsRate(TimeSpan.FromSeconds(1)).OpsPerSecond : 0,
+            GuestWritesPerSecond: _vm.OpsRate(TimeSpan.FromSeconds(1)).OpsPerSecond,
             ScanningAll: _scanningAll,
             ScannedPages: _scanned);
         _progress = _progressBuilder.Snapshot(m, view, now, PageSize.Bytes + PageBatchCodec.EntryHeaderSize);

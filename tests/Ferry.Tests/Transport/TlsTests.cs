@@ -239,7 +239,7 @@ public sealed class TlsTests
 
     // ---- whole migrations ----
 
-    private const long MigratedOps = 200_000;
+    private const long MigratedOps = 400_000;
 
     /// <summary>
     /// Ops-limited, so a migrated guest's end state can be compared with a run that never moved. One
