@@ -29,21 +29,21 @@ trap cleanup EXIT
 ip netns add "$src"; ip netns add "$dst"
 ip link add "vs$tag" type veth peer name "vd$tag"
 ip link set "vs$tag" netns "$src"; ip link set "vd$tag" netns "$dst"
-ip -n "$src" addr add "10.77.$net.1/24" dev "vs$tag"; ip -n "$dst" addr add "10.77.$net.2/24" dev "vd$tag"
+ip -n "$src" addr add "198.18.$net.1/24" dev "vs$tag"; ip -n "$dst" addr add "198.18.$net.2/24" dev "vd$tag"
 for ns in "$src" "$dst"; do ip -n "$ns" link set lo up; done
 ip -n "$src" link set "vs$tag" up; ip -n "$dst" link set "vd$tag" up
 tc -n "$src" qdisc add dev "vs$tag" root tbf rate "$rate" burst 256kb latency 50ms
 tc -n "$dst" qdisc add dev "vd$tag" root tbf rate "$rate" burst 256kb latency 50ms
 
 head -c 32 /dev/urandom | base64 > "$work/key"
-ip netns exec "$dst" dotnet "$ferry" agent --listen "10.77.$net.2:7001" --migration-listen "10.77.$net.2:7002" --key-file "$work/key" > "$work/dst.log" 2>&1 &
+ip netns exec "$dst" dotnet "$ferry" agent --listen "198.18.$net.2:7001" --migration-listen "198.18.$net.2:7002" --key-file "$work/key" > "$work/dst.log" 2>&1 &
 pids+=($!)
-ip netns exec "$src" dotnet "$ferry" agent --listen "10.77.$net.1:7001" --key-file "$work/key" > "$work/src.log" 2>&1 &
+ip netns exec "$src" dotnet "$ferry" agent --listen "198.18.$net.1:7001" --key-file "$work/key" > "$work/src.log" 2>&1 &
 pids+=($!)
 for i in $(seq 1 100); do
-  if ip netns exec "$src" bash -c "exec 3<>/dev/tcp/10.77.$net.1/7001 && exec 3<>/dev/tcp/10.77.$net.2/7001" 2>/dev/null; then break; fi
+  if ip netns exec "$src" bash -c "exec 3<>/dev/tcp/198.18.$net.1/7001 && exec 3<>/dev/tcp/198.18.$net.2/7001" 2>/dev/null; then break; fi
   sleep 0.2
 done
 echo "# link: veth + tbf $rate each way" >&2
-ip netns exec "$src" dotnet "$ferry" migrate --from "http://10.77.$net.1:7001" --to "http://10.77.$net.2:7001" --key-file "$work/key" --report "$work/report.json" "$@" || { cat "$work/src.log" "$work/dst.log" >&2; exit 1; }
+ip netns exec "$src" dotnet "$ferry" migrate --from "http://198.18.$net.1:7001" --to "http://198.18.$net.2:7001" --key-file "$work/key" --report "$work/report.json" "$@" || { cat "$work/src.log" "$work/dst.log" >&2; exit 1; }
 cp "$work/report.json" "${FERRY_REPORT_OUT:-bench-results/shaped-link-report.json}" 2>/dev/null || { mkdir -p bench-results; cp "$work/report.json" bench-results/shaped-link-report.json; }

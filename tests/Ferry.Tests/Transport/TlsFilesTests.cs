@@ -48,10 +48,10 @@ public sealed class TlsFilesTests : IDisposable
     [Fact]
     public void Host_certificates_name_the_host_and_addresses_and_serve_both_ends()
     {
-        using X509Certificate2 host = TestCertificates.ClusterCa.Issue("alpha", [IPAddress.Loopback, IPAddress.Parse("10.1.2.3")], TimeSpan.FromDays(3));
+        using X509Certificate2 host = TestCertificates.ClusterCa.Issue("alpha", [IPAddress.Loopback, IPAddress.Parse("198.18.2.3")], TimeSpan.FromDays(3));
         var names = host.Extensions.OfType<X509SubjectAlternativeNameExtension>().Single();
         Assert.Equal(["alpha"], names.EnumerateDnsNames());
-        Assert.Equal([IPAddress.Loopback, IPAddress.Parse("10.1.2.3")], names.EnumerateIPAddresses());
+        Assert.Equal([IPAddress.Loopback, IPAddress.Parse("198.18.2.3")], names.EnumerateIPAddresses());
         var usages = host.Extensions.OfType<X509EnhancedKeyUsageExtension>().Single().EnhancedKeyUsages.Cast<System.Security.Cryptography.Oid>().Select(o => o.Value);
         Assert.Equal(["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"], usages);
         Assert.False(host.Extensions.OfType<X509BasicConstraintsExtension>().Single().CertificateAuthority);
