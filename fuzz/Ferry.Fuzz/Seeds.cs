@@ -3,34 +3,18 @@ using System.Text;
 using Ferry.Protocol;
 using Ferry.Protocol.Framing;
 using Ferry.Protocol.Messages;
+using Ferry.Tests.Protocol;
 
 namespace Ferry.Fuzz;
 
 /// <summary>
-/// The seed corpus, from real encodings: the sample messages of tests/Ferry.Tests/Protocol/GoldenFrameTests.cs
-/// (the same values, so the frames are the golden bytes), put through the protocol's own encoders.
+/// The seed corpus, from real encodings: the golden frames' sample messages (tests/Ferry.Tests/Protocol/SampleMessages.cs,
+/// compiled in), put through the protocol's own encoders.
 /// `ferry-fuzz seeds fuzz/corpus` writes them; the committed corpus adds inputs the fuzzer found.
 /// </summary>
 public static class Seeds
 {
-    private static readonly Offer SampleOffer = new()
-    {
-        MigrationId = "m-1",
-        VmId = "vm-7",
-        VmName = "web",
-        MemoryBytes = 1 << 20,
-        Vcpus = 2,
-        Workload = "idle",
-        Technique = "precopy",
-        SourceHost = "src",
-        VcpuStateBytes = 160,
-    };
 
-    private static readonly OfferAccepted SampleAccepted = new() { DestinationHost = "dst", Os = "Linux", ProcessorCount = 2, PageInstall = "uffd", PageInstallReason = "uffd: test" };
-    private static readonly DeviceState SampleDevice = new() { NicAddress = "vnic:vm-7", ThrottlePercent = 0 };
-    private static readonly SwitchoverReady SampleReady = new() { DigestMatches = true, DestinationDigest = "0123456789abcdef", DestinationHashMs = 1.5 };
-    private static readonly Resumed SampleResumed = new() { ResumeMs = 12.25 };
-    private static readonly Abort SampleAbort = new() { Reason = "operator cancelled" };
 
     private static readonly PostCopyComplete SampleComplete = new()
     {
@@ -72,30 +56,7 @@ public static class Seeds
         }
     }
 
-    /// <summary>Page 5 of the golden batch: byte i is (i * 7 + 1) mod 256.</summary>
-    private static byte[] SamplePage()
-    {
-        byte[] page = new byte[PageBatchCodec.PageBytes];
-        for (int i = 0; i < page.Length; i++)
-        {
-            page[i] = (byte)(i * 7 + 1);
-        }
-        return page;
-    }
 
-    /// <summary>The golden batch: page 5 raw, page 0x123456 zero; round 1.</summary>
-    private static byte[] SampleBatch()
-    {
-        byte[] p = new byte[PageBatchCodec.HeaderSize + 2 * PageBatchCodec.EntryHeaderSize + PageBatchCodec.PageBytes];
-        PageBatchCodec.WriteHeader(p, count: 2, round: 1);
-        int pos = PageBatchCodec.HeaderSize;
-        PageBatchCodec.WriteEntryHeader(p.AsSpan(pos), 5, PageEncoding.Raw);
-        pos += PageBatchCodec.EntryHeaderSize;
-        SamplePage().CopyTo(p, pos);
-        pos += PageBatchCodec.PageBytes;
-        PageBatchCodec.WriteEntryHeader(p.AsSpan(pos), 0x123456, PageEncoding.Zero);
-        return p;
-    }
 
     /// <summary>Zero pages only (a post-copy push of never-written pages): no page bytes at all.</summary>
     private static byte[] ZeroBatch(int round, params long[] pages)
@@ -165,19 +126,19 @@ public static class Seeds
     {
         // Each direction of each kind of connection, as a whole stream…
         yield return ("precopy-source", Stream(
-            (FrameType.Offer, ControlJson.Encode(SampleOffer)),
-            (FrameType.PageBatch, SampleBatch()),
+            (FrameType.Offer, ControlJson.Encode(SampleMessages.Offer)),
+            (FrameType.PageBatch, SampleMessages.BatchPayload()),
             (FrameType.RoundEnd, RoundEndPayload()),
             (FrameType.VcpuState, SampleVcpu()),
-            (FrameType.DeviceState, ControlJson.Encode(SampleDevice)),
+            (FrameType.DeviceState, ControlJson.Encode(SampleMessages.Device)),
             (FrameType.Switchover, SwitchoverPayload()),
             (FrameType.Commit, []),
-            (FrameType.Abort, ControlJson.Encode(SampleAbort))));
+            (FrameType.Abort, ControlJson.Encode(SampleMessages.Abort))));
         yield return ("precopy-destination", Stream(
-            (FrameType.OfferAccepted, ControlJson.Encode(SampleAccepted)),
+            (FrameType.OfferAccepted, ControlJson.Encode(SampleMessages.Accepted)),
             (FrameType.RoundAck, RoundEndPayload()),
-            (FrameType.SwitchoverReady, ControlJson.Encode(SampleReady)),
-            (FrameType.Resumed, ControlJson.Encode(SampleResumed))));
+            (FrameType.SwitchoverReady, ControlJson.Encode(SampleMessages.Ready)),
+            (FrameType.Resumed, ControlJson.Encode(SampleMessages.Resumed))));
         yield return ("postcopy-source", Stream(
             (FrameType.PendingPages, PendingPayload(0, 4)),
             (FrameType.Switchover, SwitchoverPayload()),
@@ -196,7 +157,7 @@ public static class Seeds
             (FrameType.PageBatch, ZeroBatch(1, 3)),
             (FrameType.RoundEnd, RoundEndPayload())));
         // …and the short frames alone (smaller inputs mutate faster).
-        yield return ("offer", Stream((FrameType.Offer, ControlJson.Encode(SampleOffer))));
+        yield return ("offer", Stream((FrameType.Offer, ControlJson.Encode(SampleMessages.Offer))));
         yield return ("round-end", Stream((FrameType.RoundEnd, RoundEndPayload())));
         yield return ("commit", Stream((FrameType.Commit, [])));
         yield return ("vcpu-state", Stream((FrameType.VcpuState, SampleVcpu())));
@@ -212,14 +173,14 @@ public static class Seeds
 
     private static IEnumerable<(string, byte[])> JsonSeeds()
     {
-        yield return ("offer", Json(FrameType.Offer, ControlJson.Encode(SampleOffer)));
-        yield return ("offer-connections", Json(FrameType.Offer, ControlJson.Encode(SampleOffer with { PageConnections = 2, OpsLimitPerVcpu = 100, Technique = "postcopy" })));
-        yield return ("offer-accepted", Json(FrameType.OfferAccepted, ControlJson.Encode(SampleAccepted with { PageConnections = 2 })));
-        yield return ("device-state", Json(FrameType.DeviceState, ControlJson.Encode(SampleDevice)));
-        yield return ("switchover-ready", Json(FrameType.SwitchoverReady, ControlJson.Encode(SampleReady)));
-        yield return ("switchover-refused", Json(FrameType.SwitchoverReady, ControlJson.Encode(SampleReady with { DigestMatches = false, Problem = "page contents differ" })));
-        yield return ("resumed", Json(FrameType.Resumed, ControlJson.Encode(SampleResumed)));
-        yield return ("abort", Json(FrameType.Abort, ControlJson.Encode(SampleAbort)));
+        yield return ("offer", Json(FrameType.Offer, ControlJson.Encode(SampleMessages.Offer)));
+        yield return ("offer-connections", Json(FrameType.Offer, ControlJson.Encode(SampleMessages.Offer with { PageConnections = 2, OpsLimitPerVcpu = 100, Technique = "postcopy" })));
+        yield return ("offer-accepted", Json(FrameType.OfferAccepted, ControlJson.Encode(SampleMessages.Accepted with { PageConnections = 2 })));
+        yield return ("device-state", Json(FrameType.DeviceState, ControlJson.Encode(SampleMessages.Device)));
+        yield return ("switchover-ready", Json(FrameType.SwitchoverReady, ControlJson.Encode(SampleMessages.Ready)));
+        yield return ("switchover-refused", Json(FrameType.SwitchoverReady, ControlJson.Encode(SampleMessages.Ready with { DigestMatches = false, Problem = "page contents differ" })));
+        yield return ("resumed", Json(FrameType.Resumed, ControlJson.Encode(SampleMessages.Resumed)));
+        yield return ("abort", Json(FrameType.Abort, ControlJson.Encode(SampleMessages.Abort)));
         yield return ("post-copy-complete", Json(FrameType.PostCopyComplete, ControlJson.Encode(SampleComplete)));
         yield return ("post-copy-resume", Json(FrameType.PostCopyResume, ControlJson.Encode(SampleResume)));
         yield return ("page-channel", Json(FrameType.PageChannel, ControlJson.Encode(SampleChannel)));
@@ -232,7 +193,7 @@ public static class Seeds
 
     private static IEnumerable<(string, byte[])> PageBatchSeeds()
     {
-        yield return ("golden", [.. U32(0x200000), .. SampleBatch()]);
+        yield return ("golden", [.. U32(0x200000), .. SampleMessages.BatchPayload()]);
         yield return ("zero-pages", [.. U32(16), .. ZeroBatch(3, 0, 15, 7)]);
         yield return ("empty", [.. U32(1), .. ZeroBatch(1)]);
     }

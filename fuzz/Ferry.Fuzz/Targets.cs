@@ -5,6 +5,8 @@ using Ferry.Protocol.Framing;
 using Ferry.Protocol.Handshake;
 using Ferry.Protocol.Messages;
 
+using Ferry.Tests.Support;
+
 namespace Ferry.Fuzz;
 
 /// <summary>One fuzz entry point: a decoder fed with one input, which may fail only as documented.</summary>
@@ -46,7 +48,7 @@ public static class Targets
     {
         ReadFrames(input, new MemoryStream(input, writable: false));
         byte[] sealedCopy = SealChecksums(input);
-        ReadFrames(sealedCopy, new FuzzStream(sealedCopy, trickle: true));
+        ReadFrames(sealedCopy, new ScriptedStream(sealedCopy, ScriptedStream.Trickle));
     }
 
     private static void ReadFrames(byte[] wire, Stream stream)
@@ -177,8 +179,8 @@ public static class Targets
     {
         foreach (bool trickle in (ReadOnlySpan<bool>)[false, true])
         {
-            ExpectRefusal(() => MigrationHandshake.RunServer(new FuzzStream(input, trickle), Key), "server");
-            ExpectRefusal(() => MigrationHandshake.RunClient(new FuzzStream(input, trickle), Key), "client");
+            ExpectRefusal(() => MigrationHandshake.RunServer(new ScriptedStream(input, trickle ? ScriptedStream.Trickle : null), Key), "server");
+            ExpectRefusal(() => MigrationHandshake.RunClient(new ScriptedStream(input, trickle ? ScriptedStream.Trickle : null), Key), "client");
         }
     }
 

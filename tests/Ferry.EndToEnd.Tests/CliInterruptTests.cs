@@ -19,8 +19,8 @@ public sealed class CliInterruptTests
     /// <summary>A progress line of the running pre-copy (plain output: stderr is not a terminal).</summary>
     private static bool ShowsPreCopy(string line) => line.StartsWith('[') && line.Contains("] precopy", StringComparison.Ordinal);
 
-    [Fact]
-    public void First_ctrl_c_cancels_the_migration_writes_a_cancelled_report_and_stops_the_agents()
+    /// <summary>Runs <paramref name="scene"/> against a `ferry migrate` whose pre-copy is under way (its two agents started); cleans up whatever the scene leaves.</summary>
+    private static void WithRunningMigration(Action<CliProcess, string, IReadOnlyList<ProcessIdentity>> scene)
     {
         string report = Path.Combine(Path.GetTempPath(), $"ferry-interrupt-{Guid.NewGuid():n}.json");
         IReadOnlyList<ProcessIdentity> agents = [];
@@ -30,7 +30,22 @@ public sealed class CliInterruptTests
             ferry.WaitForStderr(ShowsPreCopy, StartLimit, "the pre-copy running");
             agents = ferry.Children();
             Assert.Equal(2, agents.Count);
+            scene(ferry, report, agents);
+        }
+        finally
+        {
+            foreach (var agent in agents)
+            {
+                agent.KillIfAlive();
+            }
+            File.Delete(report);
+        }
+    }
 
+    [Fact]
+    public void First_ctrl_c_cancels_the_migration_writes_a_cancelled_report_and_stops_the_agents() =>
+        WithRunningMigration((ferry, report, agents) =>
+        {
             ferry.Signal("INT");
             int exit = ferry.WaitForExit(ExitLimit);
 
@@ -42,29 +57,12 @@ public sealed class CliInterruptTests
             Assert.Equal("cancelled", json.RootElement.GetProperty("outcome").GetString());
             Assert.Contains("report written to", ferry.Stdout);
             ProcessIdentity.AssertAllGone(agents, TimeSpan.FromSeconds(30));
-        }
-        finally
-        {
-            foreach (var agent in agents)
-            {
-                agent.KillIfAlive();
-            }
-            File.Delete(report);
-        }
-    }
+        });
 
     [Fact]
-    public void Second_ctrl_c_exits_at_once_with_130_and_stops_the_agents()
-    {
-        string report = Path.Combine(Path.GetTempPath(), $"ferry-interrupt-{Guid.NewGuid():n}.json");
-        IReadOnlyList<ProcessIdentity> agents = [];
-        try
+    public void Second_ctrl_c_exits_at_once_with_130_and_stops_the_agents() =>
+        WithRunningMigration((ferry, report, agents) =>
         {
-            using var ferry = StartLongMigration(report);
-            ferry.WaitForStderr(ShowsPreCopy, StartLimit, "the pre-copy running");
-            agents = ferry.Children();
-            Assert.Equal(2, agents.Count);
-
             ferry.Signal("INT");
             ferry.WaitForStderr(l => l.Contains("cancelling", StringComparison.Ordinal), TimeSpan.FromSeconds(30), "the first Ctrl+C taken");
             ferry.Signal("INT");
@@ -75,14 +73,5 @@ public sealed class CliInterruptTests
             Assert.Contains(ferry.StderrLines, l => l.Contains("interrupted again", StringComparison.Ordinal));
             Assert.False(File.Exists(report), "the report was written: ferry waited for the outcome; stderr:\n" + ferry.Stderr);
             ProcessIdentity.AssertAllGone(agents, TimeSpan.FromSeconds(30));
-        }
-        finally
-        {
-            foreach (var agent in agents)
-            {
-                agent.KillIfAlive();
-            }
-            File.Delete(report);
-        }
-    }
+        });
 }

@@ -31,11 +31,11 @@ internal static class ApiEndpoints
 
         app.MapGet("/v1/vms", (VmRegistry vms) => Results.Json(vms.List().ToArray(), opts));
 
-        app.MapPost("/v1/vms", (CreateVmRequest req, VmRegistry vms, AgentOptions options, MigrationManager migrations, ILogger<VmRegistry> logger) =>
+        app.MapPost("/v1/vms", (CreateVmRequest req, VmRegistry vms, AgentOptions options, AgentLifecycle lifecycle, ILogger<VmRegistry> logger) =>
         {
-            if (migrations.Draining)
+            if (lifecycle.ShuttingDown)
             {
-                return Error(503, new AgentShuttingDownException().Message);
+                return Error(503, AgentLifecycle.ShuttingDownMessage);
             }
             VmConfig config;
             try
@@ -60,11 +60,10 @@ internal static class ApiEndpoints
             {
                 return Error(507, $"cannot allocate guest RAM: {ex.Message}");
             }
-            if (!vms.TryAdd(vm))
+            if (!vms.TryAdd(vm, out admit))
             {
                 // Another create or an incoming offer took the id or the memory while this one allocated.
                 vm.Dispose();
-                admit = vms.CheckCreate(config.Id, config.MemoryBytes);
                 return Error(admit == VmRegistry.AdmitResult.OverBudget ? 507 : 409, vms.Describe(admit, config.Id, config.MemoryBytes));
             }
             vm.Start();

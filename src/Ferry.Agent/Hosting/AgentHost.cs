@@ -44,6 +44,7 @@ public static class AgentHost
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<AgentEndpoints>();
+        builder.Services.AddSingleton<AgentLifecycle>();
         builder.Services.AddSingleton<VmRegistry>();
         builder.Services.AddSingleton<MigrationManager>();
         builder.Services.AddSingleton<MigrationListener>();

@@ -21,8 +21,7 @@ internal static class AgentShutdown
         var listener = services.GetRequiredService<MigrationListener>();
         var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger("Ferry.Agent.Shutdown");
         var time = services.GetRequiredService<TimeProvider>();
-        manager.Draining = true;
-        listener.Draining = true;
+        services.GetRequiredService<AgentLifecycle>().BeginShutdown();
         int outgoing = manager.InProgress;
         int incoming = listener.InProgress;
         if (outgoing == 0 && incoming == 0)

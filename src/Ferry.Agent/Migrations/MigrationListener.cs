@@ -55,8 +55,11 @@ public sealed class MigrationListener : IDisposable
 
     private readonly ILogger _engineLogger;
 
-    public MigrationListener(VmRegistry vms, AgentOptions options, ILogger<MigrationListener> logger, AgentEndpoints endpoints, ILoggerFactory loggers)
+    private readonly AgentLifecycle _lifecycle;
+
+    public MigrationListener(VmRegistry vms, AgentOptions options, ILogger<MigrationListener> logger, AgentEndpoints endpoints, ILoggerFactory loggers, AgentLifecycle lifecycle)
     {
+        _lifecycle = lifecycle;
         _engineLogger = loggers.CreateLogger("Ferry.Engine.Destination");
         _vms = vms;
         _options = options;
@@ -88,9 +91,6 @@ public sealed class MigrationListener : IDisposable
 
     /// <summary>Sessions receiving a VM now (the shutdown waits for them).</summary>
     public int InProgress => _incoming.Values.Count(i => i.State is IncomingState.Receiving);
-
-    /// <summary>Set at shutdown: offers are refused from then on.</summary>
-    public bool Draining { get; set; }
 
     private void Connected(string remote, System.Net.Sockets.Socket socket)
     {
@@ -143,9 +143,9 @@ public sealed class MigrationListener : IDisposable
             var session = new DestinationMigration(connection.Stream, HostIdentity.Local(_endpoints.Api), limits, offer =>
             {
                 Log.IncomingStarted(_logger, offer.VmId, offer.MigrationId, incoming.Remote);
-                if (Draining)
+                if (_lifecycle.ShuttingDown)
                 {
-                    return "this agent is shutting down";
+                    return AgentLifecycle.ShuttingDownMessage;
                 }
                 // The id and the memory are taken now, at the offer: a second offer of the same id is refused while this one runs.
                 VmRegistry.AdmitResult admit = _vms.TryReserve(offer.VmId, offer.MemoryBytes);

@@ -21,8 +21,6 @@ namespace Ferry.Agent.Migrations;
 /// Migrations this agent sends. Each runs on its own thread (the engine blocks on the socket);
 /// the API reads their progress snapshots. Shutdown cancels them, which leaves their VMs here.
 /// </summary>
-public sealed class AgentShuttingDownException() : Exception("this agent is shutting down: it starts no new work");
-
 public sealed class MigrationManager : IDisposable
 {
     private readonly ConcurrentDictionary<string, OutgoingMigration> _jobs = new(StringComparer.Ordinal);
@@ -34,8 +32,11 @@ public sealed class MigrationManager : IDisposable
     private readonly ILogger _engineLogger;
     private readonly TransportOptions _transport;
 
-    public MigrationManager(VmRegistry vms, AgentOptions options, ILogger<MigrationManager> logger, AgentEndpoints endpoints, ILoggerFactory loggers)
+    private readonly AgentLifecycle _lifecycle;
+
+    public MigrationManager(VmRegistry vms, AgentOptions options, ILogger<MigrationManager> logger, AgentEndpoints endpoints, ILoggerFactory loggers, AgentLifecycle lifecycle)
     {
+        _lifecycle = lifecycle;
         _engineLogger = loggers.CreateLogger("Ferry.Engine.Source");
         // Outgoing connections log through the transport (the listener logs its refusals itself, with the incoming list).
         _transport = options.Transport with { Logger = loggers.CreateLogger("Ferry.Transport") };
@@ -45,16 +46,13 @@ public sealed class MigrationManager : IDisposable
         _selfEndpoint = () => endpoints.Api;
     }
 
-    /// <summary>Set at shutdown: no new migration starts.</summary>
-    public bool Draining { get; set; }
-
     /// <summary>Migrations sending now (the shutdown waits for them).</summary>
     public int InProgress => _jobs.Values.Count(j => !j.IsFinished);
 
     /// <summary>Starts a migration. Throws ArgumentException (bad request), KeyNotFoundException (no such VM), InvalidOperationException (busy) or AgentShuttingDownException.</summary>
     public MigrationView Start(StartMigrationRequest request)
     {
-        if (Draining)
+        if (_lifecycle.ShuttingDown)
         {
             throw new AgentShuttingDownException();
         }

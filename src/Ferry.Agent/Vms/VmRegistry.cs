@@ -21,8 +21,6 @@ public sealed class VmRegistry : IDisposable
     /// <summary>Guards the check-and-take of an id and of budget: creates, reservations and arrivals.</summary>
     private readonly Lock _admission = new();
 
-    private long _committedBytes;
-
     public VmRegistry(Hosting.AgentOptions options)
     {
         BudgetBytes = options.MemoryBudgetBytes;
@@ -38,12 +36,15 @@ public sealed class VmRegistry : IDisposable
         {
             lock (_admission)
             {
-                return _committedBytes;
+                return Committed();
             }
         }
     }
 
-    /// <summary>Why a create or an incoming offer cannot have its id and memory, or null when it can.</summary>
+    /// <summary>Summed when asked (a handful of VMs): nothing to keep in step on every add and remove. Under <see cref="_admission"/>.</summary>
+    private long Committed() => _vms.Values.Sum(e => e.Vm.Memory.SizeBytes) + _reserved.Values.Sum();
+
+    /// <summary>Whether a create or an incoming offer may have its id and memory, and if not, why.</summary>
     public enum AdmitResult
     {
         Admitted,
@@ -72,7 +73,7 @@ public sealed class VmRegistry : IDisposable
         {
             return AdmitResult.IdArriving;
         }
-        return _committedBytes + memoryBytes > BudgetBytes ? AdmitResult.OverBudget : AdmitResult.Admitted;
+        return Committed() + memoryBytes > BudgetBytes ? AdmitResult.OverBudget : AdmitResult.Admitted;
     }
 
     /// <summary>Checks a create before its guest RAM is allocated: the id is free and the memory fits the budget.</summary>
@@ -93,7 +94,6 @@ public sealed class VmRegistry : IDisposable
             if (r == AdmitResult.Admitted)
             {
                 _reserved[id] = memoryBytes;
-                _committedBytes += memoryBytes;
             }
             return r;
         }
@@ -104,10 +104,7 @@ public sealed class VmRegistry : IDisposable
     {
         lock (_admission)
         {
-            if (_reserved.Remove(id, out long bytes))
-            {
-                _committedBytes -= bytes;
-            }
+            _reserved.Remove(id);
         }
     }
 
@@ -116,15 +113,11 @@ public sealed class VmRegistry : IDisposable
     {
         lock (_admission)
         {
-            if (_reserved.Remove(vm.Id, out long bytes))
-            {
-                _committedBytes -= bytes;
-            }
+            _reserved.Remove(vm.Id);
             if (!_vms.TryAdd(vm.Id, new Entry(vm)))
             {
                 throw new InvalidOperationException($"VM id '{vm.Id}' arrived twice");
             }
-            _committedBytes += vm.Memory.SizeBytes;
         }
     }
 
@@ -143,16 +136,15 @@ public sealed class VmRegistry : IDisposable
     public bool Contains(string id) => _vms.ContainsKey(id);
 
     /// <summary>Adds a VM created here; refused (false) when its id was taken or its memory no longer fits, meanwhile.</summary>
-    public bool TryAdd(VirtualMachine vm)
+    public bool TryAdd(VirtualMachine vm) => TryAdd(vm, out _);
+
+    /// <summary>As <see cref="TryAdd(VirtualMachine)"/>, saying why when it is refused.</summary>
+    public bool TryAdd(VirtualMachine vm, out AdmitResult why)
     {
         lock (_admission)
         {
-            if (CanAdmit(vm.Id, vm.Memory.SizeBytes) != AdmitResult.Admitted || !_vms.TryAdd(vm.Id, new Entry(vm)))
-            {
-                return false;
-            }
-            _committedBytes += vm.Memory.SizeBytes;
-            return true;
+            why = CanAdmit(vm.Id, vm.Memory.SizeBytes);
+            return why == AdmitResult.Admitted && _vms.TryAdd(vm.Id, new Entry(vm));
         }
     }
 
@@ -197,12 +189,7 @@ public sealed class VmRegistry : IDisposable
     {
         lock (_admission)
         {
-            if (!_vms.TryRemove(id, out var e))
-            {
-                return null;
-            }
-            _committedBytes -= e.Vm.Memory.SizeBytes;
-            return e;
+            return _vms.TryRemove(id, out var e) ? e : null;
         }
     }
 

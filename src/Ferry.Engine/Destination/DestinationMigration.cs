@@ -690,7 +690,8 @@ public sealed class DestinationMigration
     /// arrives after the digest was taken is refused instead of landing on verified memory.
     /// (Dekker-style: both the flag and the in-flight count are written with full fences.)
     /// </summary>
-    private void ClosePageInstalls()
+    /// <returns>True when no install is in flight; false if one was still running when the wait ran out.</returns>
+    private bool ClosePageInstalls()
     {
         Interlocked.Exchange(ref _pagesOpen, 0);
         var spin = new SpinWait();
@@ -698,6 +699,7 @@ public sealed class DestinationMigration
         {
             spin.SpinOnce();
         }
+        return Volatile.Read(ref _installing) == 0;
     }
 
     /// <summary>A page connection's batch: installed if pages may come now (before the switch, or pushed during post-copy).</summary>
@@ -788,6 +790,16 @@ public sealed class DestinationMigration
 
     private void Discard(DestinationMigrationMachine m)
     {
+        // Page connections may still be installing into this RAM: stop them before it is freed (a
+        // batch landing on unmapped memory crashed the whole process, found by CI). If one will not
+        // stop in time the RAM is leaked, not freed under it.
+        bool quiet = ClosePageInstalls();
+        CloseReceivers();
+        if (!quiet)
+        {
+            Telemetry.EngineLog.IncomingFailed(_logger, Offer?.MigrationId ?? "?", "internal", "a page connection would not stop installing; its guest RAM is kept, not freed");
+            return;
+        }
         if (_postCopy is { } pc)
         {
             pc.Discard(m.Error ?? "failed");

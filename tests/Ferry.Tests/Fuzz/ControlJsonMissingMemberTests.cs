@@ -33,7 +33,7 @@ public sealed class ControlJsonMissingMemberTests
         { nameof(PageChannelHello), """{"channel":1,"generation":0}""" },
     };
 
-    [Theory(Skip = "fuzz finding: missing member decodes to null; src fix pending (issue 9 left open)")]
+    [Theory]
     [MemberData(nameof(FoundByFuzzing))]
     public void A_missing_member_never_decodes_to_null(string message, string json)
     {

@@ -23,61 +23,29 @@ public sealed class GoldenFrameTests
     private const ulong SeqOffer = 0, SeqBatch = 1, SeqRoundEnd = 2, SeqVcpu = 3, SeqDevice = 4, SeqSwitchover = 5, SeqCommit = 6, SeqAbort = 7;
     private const ulong SeqAccepted = 0, SeqReady = 1, SeqResumed = 2;
 
-    internal static readonly Offer SampleOffer = new()
-    {
-        MigrationId = "m-1",
-        VmId = "vm-7",
-        VmName = "web",
-        MemoryBytes = 1 << 20,
-        Vcpus = 2,
-        Workload = "idle",
-        Technique = "precopy",
-        SourceHost = "src",
-        VcpuStateBytes = 160,
-    };
+    internal static readonly Offer SampleOffer = SampleMessages.Offer;
 
     private const string OfferJson =
         """{"migrationId":"m-1","vmId":"vm-7","vmName":"web","memoryBytes":1048576,"vcpus":2,"workload":"idle","opsLimitPerVcpu":null,"technique":"precopy","sourceHost":"src","vcpuStateBytes":160}""";
 
-    private static readonly OfferAccepted SampleAccepted = new() { DestinationHost = "dst", Os = "Linux", ProcessorCount = 2, PageInstall = "uffd", PageInstallReason = "uffd: test" };
+    private static readonly OfferAccepted SampleAccepted = SampleMessages.Accepted;
     private const string AcceptedJson = """{"destinationHost":"dst","os":"Linux","processorCount":2,"pageInstall":"uffd","pageInstallReason":"uffd: test"}""";
 
-    private static readonly DeviceState SampleDevice = new() { NicAddress = "vnic:vm-7", ThrottlePercent = 0 };
+    private static readonly DeviceState SampleDevice = SampleMessages.Device;
     private const string DeviceJson = """{"nicAddress":"vnic:vm-7","throttlePercent":0}""";
 
-    private static readonly SwitchoverReady SampleReady = new() { DigestMatches = true, DestinationDigest = "0123456789abcdef", DestinationHashMs = 1.5 };
+    private static readonly SwitchoverReady SampleReady = SampleMessages.Ready;
     private const string ReadyJson = """{"digestMatches":true,"destinationDigest":"0123456789abcdef","destinationHashMs":1.5,"problem":null}""";
 
-    private static readonly Resumed SampleResumed = new() { ResumeMs = 12.25 };
+    private static readonly Resumed SampleResumed = SampleMessages.Resumed;
     private const string ResumedJson = """{"resumeMs":12.25}""";
 
-    private static readonly Abort SampleAbort = new() { Reason = "operator cancelled" };
+    private static readonly Abort SampleAbort = SampleMessages.Abort;
     private const string AbortJson = """{"reason":"operator cancelled"}""";
 
-    /// <summary>Page 5's content in the sample batch: byte i is (i * 7 + 1) mod 256.</summary>
-    internal static byte[] SamplePage()
-    {
-        byte[] page = new byte[PageBatchCodec.PageBytes];
-        for (int i = 0; i < page.Length; i++)
-        {
-            page[i] = (byte)(i * 7 + 1);
-        }
-        return page;
-    }
+    internal static byte[] SamplePage() => SampleMessages.Page();
 
-    /// <summary>Two entries: page 5 raw, page 0x123456 zero; round 1.</summary>
-    internal static byte[] SampleBatchPayload()
-    {
-        byte[] p = new byte[PageBatchCodec.HeaderSize + 2 * PageBatchCodec.EntryHeaderSize + PageBatchCodec.PageBytes];
-        PageBatchCodec.WriteHeader(p, count: 2, round: 1);
-        int pos = PageBatchCodec.HeaderSize;
-        PageBatchCodec.WriteEntryHeader(p.AsSpan(pos), 5, PageEncoding.Raw);
-        pos += PageBatchCodec.EntryHeaderSize;
-        SamplePage().CopyTo(p, pos);
-        pos += PageBatchCodec.PageBytes;
-        PageBatchCodec.WriteEntryHeader(p.AsSpan(pos), 0x123456, PageEncoding.Zero);
-        return p;
-    }
+    internal static byte[] SampleBatchPayload() => SampleMessages.BatchPayload();
 
     internal static VcpuState SampleVcpu()
     {

@@ -1,17 +1,25 @@
 namespace Ferry.Tests.Support;
 
 /// <summary>
-/// A duplex stream for decoder tests: reads come from a fixed byte array (then end of stream),
-/// writes go to a sink that the test can inspect. Nothing in it can block.
+/// A duplex stream for decoder tests and fuzz targets (fuzz/Ferry.Fuzz compiles this file in):
+/// reads come from a fixed byte array (then end of stream), whole or — with <c>pieces</c> — in
+/// pieces whose sizes cycle as a TCP stream may deliver them; writes go to a sink that the test can
+/// inspect. Nothing in it can block.
 /// </summary>
 internal sealed class ScriptedStream : Stream
 {
-    private readonly byte[] _input;
-    private int _position;
+    /// <summary>Read sizes of a trickling peer: odd, tiny and page-sized, so every decoder meets a split at every kind of boundary.</summary>
+    public static readonly int[] Trickle = [1, 7, 3, 24, 2, 4096, 5, 48, 13];
 
-    public ScriptedStream(byte[] input)
+    private readonly byte[] _input;
+    private readonly int[]? _pieces;
+    private int _position;
+    private int _piece;
+
+    public ScriptedStream(byte[] input, int[]? pieces = null)
     {
         _input = input;
+        _pieces = pieces;
     }
 
     public MemoryStream Written { get; } = new();
@@ -21,6 +29,10 @@ internal sealed class ScriptedStream : Stream
     public override int Read(Span<byte> buffer)
     {
         int n = Math.Min(buffer.Length, _input.Length - _position);
+        if (_pieces is { } pieces)
+        {
+            n = Math.Min(n, pieces[_piece++ % pieces.Length]);
+        }
         _input.AsSpan(_position, n).CopyTo(buffer);
         _position += n;
         return n;
