@@ -130,7 +130,9 @@ public sealed record PageChannelHello
 
 // RespectNullableAnnotations: a peer's null in a member declared non-nullable (e.g. "workload": null)
 // is malformed input, rejected here rather than left to surface as a NullReferenceException later.
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = false, RespectNullableAnnotations = true)]
+// FiniteDoubleConverter: a number beyond double's range is refused too, not read as infinity.
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = false, RespectNullableAnnotations = true,
+    Converters = [typeof(FiniteDoubleConverter)])]
 [JsonSerializable(typeof(Offer))]
 [JsonSerializable(typeof(OfferAccepted))]
 [JsonSerializable(typeof(DeviceState))]
